@@ -175,6 +175,7 @@ def _reflections_from_loop(block: gemmi.cif.Block) -> ReflectionData | None:
         ("_diffrn_refln", ["index_h", "index_k", "index_l", "intensity_net"], "intensity_sigma", True),
         ("_diffrn_refln", ["index_h", "index_k", "index_l", "intensity_net"], "intensity_u", True),
     ]
+    fallback = None  # a loop without sigmas, used only if no loop has them
     for prefix, req, sig, is_int in candidates:
         tab = _table(block, prefix, req, [sig])
         if tab is None:
@@ -186,10 +187,12 @@ def _reflections_from_loop(block: gemmi.cif.Block) -> ReflectionData | None:
         keep = ~np.isnan(vals)
         refl = ReflectionData(indices=hkl[keep], data=vals[keep], sigmas=sigmas[keep],
                               is_intensity=is_int, hklf=4 if is_int else 3)
-        if np.isnan(refl.sigmas).all():
+        if sig in tab:
+            return refl
+        if fallback is None:
             refl.warnings.append("no sigmas in the reflection loop")
-        return refl
-    return None
+            fallback = refl
+    return fallback
 
 
 def _block_reflections(block: gemmi.cif.Block, source: str, hklf: int) -> tuple[ReflectionData | None, str | None]:

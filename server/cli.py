@@ -1,0 +1,93 @@
+"""The `aisolve` command line."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
+
+
+def _format_info(info: dict) -> str:
+    lines = [info["file"]]
+    m = info.get("model")
+    if m:
+        cell = " ".join(f"{x:g}" for x in m["cell"])
+        sg = m["space_group"] + (f" (No. {m['space_group_number']})" if "space_group_number" in m else "")
+        lines.append(f"  space group  {sg}")
+        lines.append(f"  cell         {cell}" + (f"   wavelength {m['wavelength']:g} A" if "wavelength" in m else ""))
+        if m.get("cell_contents"):
+            lines.append(f"  contents     {m['cell_contents']} (unit cell)")
+        if m.get("model_formula_asu"):
+            lines.append(f"  model        {m['model_formula_asu']} (asymmetric unit)")
+        if "n_atoms" in m:
+            lines.append(f"  atoms        {m['n_atoms']} ({m['n_non_h']} non-H, {m['n_h']} H), "
+                         f"{m['n_q_peaks']} Q-peaks")
+    if info.get("cell_from"):
+        lines.append(f"  cell from    {info['cell_from']}")
+    r = info.get("reflections")
+    if r:
+        src = info.get("reflections_file")
+        lines.append(f"  reflections  {r['n_reflections']} measured" + (f" in {src}" if src else ""))
+        if "d_min" in r:
+            ratio_key = "mean_i_over_sigma" if "mean_i_over_sigma" in r else "mean_f_over_sigma"
+            ratio = r[ratio_key]
+            label = "<I/sigma>" if ratio_key == "mean_i_over_sigma" else "<F/sigma>"
+            lines.append(f"  unique       {r['n_unique']}, d_min {r['d_min']:.3f} A, "
+                         f"completeness {100 * r['completeness']:.1f} %, {label} "
+                         + ("n/a" if ratio is None else f"{ratio:.2f}"))
+            for a in r.get("systematic_absences", []):
+                lines.append(f"  absences     {a['zone']}: {a['count']} reflections, <I/sigma> {a['mean_i_over_sigma']:.2f}")
+        else:
+            h = r["index_range"]
+            lines.append(f"  index range  h {h[0][0]}..{h[0][1]}, k {h[1][0]}..{h[1][1]}, l {h[2][0]}..{h[2][1]}")
+            if r.get("mean_i_over_sigma") is not None:
+                lines.append(f"  <I/sigma>    {r['mean_i_over_sigma']:.2f}")
+    for w in (m or {}).get("warnings", []) + (r or {}).get("warnings", []):
+        lines.append(f"  warning      {w}")
+    return "\n".join(lines)
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from aisolve.core.info import file_info
+    infos = [file_info(p) for p in args.files]
+    if args.json:
+        print(json.dumps(infos if len(infos) > 1 else infos[0], indent=1))
+    else:
+        print("\n\n".join(_format_info(i) for i in infos))
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="aisolve", description="AI structure solution for small-molecule crystallography")
+    p.add_argument("--debug", action="store_true", help="show Python tracebacks for internal errors")
+    sub = p.add_subparsers(dest="command", required=True)
+    info = sub.add_parser("info", help="cell, symmetry, contents and reflection figures of files")
+    info.add_argument("files", nargs="+", help=".ins/.res, .hkl (with its .ins/.res beside it), .cif[#block], .mtz")
+    info.add_argument("--json", action="store_true", help="machine-readable output")
+    info.set_defaults(func=cmd_info)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    # Imported here so that `aisolve --help` stays fast and the package's cctbx guard runs first.
+    from aisolve.core.errors import InputError
+    try:
+        return args.func(args)
+    except InputError as exc:
+        print(f"aisolve: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("aisolve: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the user gets one line, --debug gives the traceback
+        if args.debug:
+            raise
+        print(f"aisolve: internal error: {type(exc).__name__}: {exc} (run with --debug for details)",
+              file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())
