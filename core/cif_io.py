@@ -14,7 +14,7 @@ import gemmi
 import numpy as np
 
 from aisolve.core import symmetry
-from aisolve.core.elements import element_from_label, normalise, parse_formula
+from aisolve.core.elements import element_from_label, hill_formula, normalise, parse_formula
 from aisolve.core.errors import InputError
 from aisolve.core.model import Atom, ReflectionData, Structure
 from aisolve.core.shelx_hkl import read_hkl_text
@@ -318,7 +318,9 @@ def write_cif_text(st: Structure, block_name: str | None = None, res_text: str |
     if st.z is not None:
         block.set_pair("_cell_formula_units_Z", f"{st.z:g}")
     if st.cell_contents:
-        block.set_pair("_chemical_formula_sum", gemmi.cif.quote(st.formula()))
+        # CIF gives the formula per formula unit; the model holds the contents of the cell.
+        per_unit = {el: n / (st.z or 1) for el, n in st.cell_contents.items()}
+        block.set_pair("_chemical_formula_sum", gemmi.cif.quote(hill_formula(per_unit)))
     block.set_pair("_diffrn_radiation_wavelength", f"{st.wavelength:.5f}")
     info = st.space_group.type().lookup_symbol()
     block.set_pair("_space_group_name_H-M_alt", gemmi.cif.quote(info))

@@ -14,6 +14,12 @@ class WriteError(ValueError):
     """The structure cannot be expressed as a SHELX file (e.g. a label longer than 4 characters)."""
 
 
+def _num(v: float) -> str:
+    """Shortest plain decimal of v with up to 6 decimals: CELL and ZERR keep what the file said."""
+    text = f"{v:.6f}".rstrip("0").rstrip(".")
+    return text if text not in ("", "-0") else "0"
+
+
 def _param(value: float, code: float | None, fvar: list[float], default_fixed: bool = False) -> float:
     """The number to write: the original SHELX code if it still means `value`, else the value."""
     if code is not None:
@@ -63,10 +69,10 @@ def write_ins_text(st: Structure) -> str:
     except symmetry.SymmetryError as exc:
         raise WriteError(str(exc)) from None
     out = [f"TITL {st.title}"]
-    out.append("CELL {:.5f} {:.4f} {:.4f} {:.4f} {:.3f} {:.3f} {:.3f}".format(st.wavelength, *st.cell))
+    out.append("CELL " + " ".join(_num(v) for v in (st.wavelength, *st.cell)))
     z = st.z if st.z is not None else st.space_group.order_z()
     esd = st.cell_esd or (0.0,) * 6
-    out.append("ZERR {:g} {}".format(z, " ".join(f"{e:.4f}" for e in esd)))
+    out.append(f"ZERR {_num(z)} " + " ".join(_num(e) for e in esd))
     out.append(f"LATT {latt}")
     out += [f"SYMM {op}" for op in symm]
     # Short-form SFAC must come as one card per run of short elements to keep the order.

@@ -17,7 +17,7 @@ def parse_operator(text: str) -> sgtbx.rt_mx:
     cleaned = text.strip().strip("'\"").replace(" ", "")
     try:
         return sgtbx.rt_mx(cleaned.lower())
-    except RuntimeError as exc:
+    except (RuntimeError, ValueError) as exc:
         raise SymmetryError(f"cannot read symmetry operator {text!r}") from exc
 
 

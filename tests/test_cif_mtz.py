@@ -1,0 +1,119 @@
+"""CIF and MTZ reading and writing."""
+from __future__ import annotations
+
+import gemmi
+import numpy as np
+import pytest
+
+from aisolve.core.cif_io import read_cif, write_cif_text
+from aisolve.core.errors import InputError
+from aisolve.core.model import ReflectionData
+from aisolve.core.mtz_io import read_mtz, write_mtz, write_reflections_mtz
+from aisolve.core.shelx_ins import read_ins
+from conftest import EXAMPLE, REAL_ENTRIES, REFL_ONLY_ENTRIES, entry_files
+
+CIF_FILES = [f for e in REAL_ENTRIES for f in entry_files(e, (".cif",))] + \
+    [f for e in REFL_ONLY_ENTRIES for f in sorted((e / "source").glob("*.cif"))]
+
+
+@pytest.mark.parametrize("path", CIF_FILES, ids=lambda p: p.parent.name if p.parent.name != "source" else p.parent.parent.name)
+def test_real_cif_reads(path):
+    content = read_cif(path)
+    assert content.structure is not None or content.reflections is not None
+    if content.reflections is not None:
+        assert len(content.reflections) > 0 and content.reflections.cell is not None
+    if content.structure is not None and content.structure.atoms:
+        st = content.structure
+        again = read_cif_text(write_cif_text(st), path.name)
+        assert [a.label for a in again.atoms] == [a.label for a in st.atoms]
+        for a, b in zip(st.atoms, again.atoms):
+            assert a.element == b.element
+            assert a.xyz == pytest.approx(b.xyz, abs=1e-5)
+            if a.uaniso is not None:
+                assert b.uaniso == pytest.approx(a.uaniso, abs=1e-5)
+
+
+def read_cif_text(text, name, tmp_dir=None):
+    import tempfile
+    from pathlib import Path
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / name
+        p.write_text(text)
+        return read_cif(p).structure
+
+
+def test_embedded_res_and_hkl_written_and_read(tmp_path):
+    st = read_ins(EXAMPLE / "reference" / "sucrose.res")
+    res = (EXAMPLE / "reference" / "sucrose.res").read_text()
+    hkl = (EXAMPLE / "sucrose.hkl").read_text()
+    path = tmp_path / "s.cif"
+    path.write_text(write_cif_text(st, res_text=res, hkl_text=hkl))
+    content = read_cif(f"{path}#sucrose_20170113_a.res")
+    assert content.res_text.strip() == res.strip()
+    assert len(content.reflections) == 13643
+    assert content.structure.space_group.type().number() == 4
+    assert content.structure.cell_contents == pytest.approx({"C": 24, "H": 44, "O": 22}, rel=1e-4)
+
+
+def test_cif_block_selection_errors(tmp_path):
+    p = tmp_path / "a.cif"
+    p.write_text("data_one\n_cell_length_a 5\n")
+    with pytest.raises(InputError, match="no data block named 'two'"):
+        read_cif(f"{p}#two")
+    with pytest.raises(InputError, match="no atoms and no reflections"):
+        read_cif(p)
+
+
+def test_cif_with_no_atoms_is_refused(tmp_path):
+    p = tmp_path / "noatoms.cif"
+    p.write_text("data_x\n_cell_length_a 5\n_cell_length_b 6\n_cell_length_c 7\n_cell_angle_alpha 90\n"
+                 "_cell_angle_beta 90\n_cell_angle_gamma 90\n_symmetry_space_group_name_H-M 'P 1'\n"
+                 "loop_\n_atom_site_label\n_atom_site_fract_x\n")
+    with pytest.raises(InputError) as err:
+        read_cif(p)
+    assert "noatoms.cif" in str(err.value) and "no atoms" in str(err.value)
+
+
+def test_broken_cif_syntax_names_the_line(tmp_path):
+    p = tmp_path / "broken.cif"
+    p.write_text("data_x\n_cell_length_a 5\nloop_\n_a\n_b\n1\n'unterminated\n")
+    with pytest.raises(InputError) as err:
+        read_cif(p)
+    assert "broken.cif" in str(err.value)
+
+
+def _merged_example():
+    st = read_ins(EXAMPLE / "sucrose.ins")
+    from aisolve.core.shelx_hkl import read_hkl
+    ma = read_hkl(EXAMPLE / "sucrose.hkl").miller_array(st.symmetry).merge_equivalents().array()
+    refl = ReflectionData(indices=np.array(ma.indices(), dtype=np.int32), data=ma.data().as_numpy_array(),
+                          sigmas=ma.sigmas().as_numpy_array(), merged=True)
+    return st, refl
+
+
+def test_mtz_written_then_read_back_equal(tmp_path):
+    st, refl = _merged_example()
+    phases = np.linspace(-180, 180, len(refl))
+    path = tmp_path / "x.mtz"
+    write_reflections_mtz(path, refl, st.cell, st.space_group, phases_deg=phases, fom=np.full(len(refl), 0.8))
+    back = read_mtz(path)
+    assert np.array_equal(back.indices, refl.indices)
+    assert back.data == pytest.approx(refl.data, rel=1e-6)  # MTZ stores float32
+    assert back.sigmas == pytest.approx(refl.sigmas, rel=1e-6)
+    assert back.cell == pytest.approx(st.cell, abs=1e-4)
+    assert back.space_group.type().number() == 4 and back.is_intensity
+    mtz = gemmi.read_mtz_file(str(path))
+    assert mtz.column_labels() == ["H", "K", "L", "I", "SIGI", "PHI", "FOM"]
+    assert np.array(mtz.column_with_label("PHI")) == pytest.approx(phases, abs=1e-3)
+
+
+def test_mtz_amplitudes_and_missing_columns(tmp_path):
+    st, refl = _merged_example()
+    f = np.sqrt(np.clip(refl.data, 0, None))
+    write_mtz(tmp_path / "f.mtz", st.cell, st.space_group, refl.indices, [("FP", "F", f), ("SIGFP", "Q", f * 0.05)])
+    back = read_mtz(tmp_path / "f.mtz")
+    assert not back.is_intensity and back.data == pytest.approx(f, rel=1e-6)
+    write_mtz(tmp_path / "bad.mtz", st.cell, st.space_group, refl.indices, [("PHI", "P", f)])
+    with pytest.raises(InputError) as err:
+        read_mtz(tmp_path / "bad.mtz")
+    assert "no intensity" in str(err.value) and "PHI" in str(err.value)
