@@ -58,6 +58,42 @@ def cmd_info(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_solve(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from aisolve.core.outputs import write_outputs
+    from aisolve.core.pipeline import SolveOptions, solve
+    from aisolve.core.solve_inputs import load_solve_inputs
+    from aisolve.server.progress import ProgressBar
+
+    inputs = load_solve_inputs(args.files, cell=args.cell, spacegroup=args.spacegroup, formula=args.formula,
+                               z=args.z, wavelength=args.wavelength)
+    options = SolveOptions(hydrogens=args.hydrogens, use_formula=not args.no_formula, d_min=args.d_min,
+                           phasing_time=args.phasing_time, seed=args.seed)
+    progress = ProgressBar(enabled=not args.quiet)
+    result = solve(inputs.template, inputs.reflections, options, progress)
+    outdir = Path(args.output or (inputs.files[0].parent / f"{inputs.stem}_aisolve"))
+    written = write_outputs(
+        result, outdir, inputs.stem,
+        inputs={"files": [str(p) for p in inputs.files]},
+        options={"hydrogens": options.hydrogens, "use_formula": options.use_formula, "d_min": options.d_min,
+                 "phasing_time": options.phasing_time, "seed": options.seed, "phaser": "charge_flipping",
+                 "typer": "baseline"},
+        protected={p.resolve() for p in inputs.files}, hkl_text=inputs.hkl_text)
+    f = result.figures
+    status = "solved" if result.solved else "NOT SOLVED"
+    summary = f"{status}: {result.structure.formula() or ''}".rstrip()
+    if f is not None:
+        summary += (f"  R1 {f.r1:.4f} (Fo>4sig)  wR2 {f.wr2:.4f}  GooF {f.goof:.3f}  "
+                    f"{len(result.structure.non_h_atoms())} non-H + {len(result.structure.hydrogens())} H atoms")
+    print(summary)
+    for w in result.warnings:
+        print(f"warning: {w}")
+    for kind, path in written.items():
+        print(f"wrote {path}")
+    return EXIT_OK if result.solved else EXIT_FAILED
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="aisolve", description="AI structure solution for small-molecule crystallography")
     p.add_argument("--debug", action="store_true", help="show Python tracebacks for internal errors")
@@ -66,6 +102,22 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("files", nargs="+", help=".ins/.res, .hkl (with its .ins/.res beside it), .cif[#block], .mtz")
     info.add_argument("--json", action="store_true", help="machine-readable output")
     info.set_defaults(func=cmd_info)
+
+    sv = sub.add_parser("solve", help="solve and refine a structure: writes X.res, X.cif, X.fcf, report.json")
+    sv.add_argument("files", nargs="+", help="X.ins X.hkl | X.cif (embedded hkl/res) | X.mtz (with --formula)")
+    sv.add_argument("-o", "--output", help="output folder (default: <stem>_aisolve beside the input)")
+    sv.add_argument("--cell", nargs=6, type=float, metavar=("A", "B", "C", "ALPHA", "BETA", "GAMMA"))
+    sv.add_argument("--spacegroup", help="space-group symbol, e.g. 'P 21/c'")
+    sv.add_argument("--formula", help="formula per formula unit, e.g. 'C12 H22 O11' (with --z)")
+    sv.add_argument("--z", type=float, help="formula units per cell (default: the space-group order)")
+    sv.add_argument("--wavelength", type=float)
+    sv.add_argument("--no-formula", action="store_true", help="ignore the cell contents (type from density alone)")
+    sv.add_argument("--d-min", type=float, help="resolution cut-off in A")
+    sv.add_argument("--hydrogens", choices=("geometry", "none"), default="geometry")
+    sv.add_argument("--phasing-time", type=float, default=60.0, help="seconds for phasing trials")
+    sv.add_argument("--seed", type=int, default=0)
+    sv.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    sv.set_defaults(func=cmd_solve)
     return p
 
 

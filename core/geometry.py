@@ -1,0 +1,56 @@
+"""Neighbours and bonds with symmetry: the chemistry the typers and the hydrogen placer look at."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cctbx import crystal, sgtbx, xray
+from cctbx.eltbx import covalent_radii
+
+BOND_TOLERANCE = 0.45  # A added to the sum of covalent radii, as in SHELX's CONN default (0.5)
+
+
+def covalent_radius(element: str) -> float:
+    if element in ("Q", ""):
+        return 0.77
+    try:
+        return covalent_radii.table(element).radius()
+    except (RuntimeError, ValueError):
+        return 1.5
+
+
+@dataclass
+class Contact:
+    j: int  # index of the other atom
+    distance: float
+    op: sgtbx.rt_mx  # applied to atom j's site
+    site: tuple[float, float, float]  # fractional site of the symmetry copy of j
+
+
+def contacts(xs: xray.structure, cutoff: float = 3.2) -> list[list[Contact]]:
+    """All contacts up to `cutoff` for every atom, each listed from both sides."""
+    uc = xs.unit_cell()
+    sites = xs.sites_frac()
+    asu = xs.asu_mappings(buffer_thickness=cutoff)
+    table = crystal.pair_asu_table(asu)
+    table.add_all_pairs(distance_cutoff=cutoff)
+    sym_table = table.extract_pair_sym_table(skip_j_seq_less_than_i_seq=False,
+                                             all_interactions_from_inside_asu=True)
+    out: list[list[Contact]] = [[] for _ in range(sites.size())]
+    for i, row in enumerate(sym_table):
+        for j, ops in row.items():
+            for op in ops:
+                site = op * sites[j]
+                out[i].append(Contact(j, uc.distance(sites[i], site), op, tuple(site)))
+    for row in out:
+        row.sort(key=lambda c: c.distance)
+    return out
+
+
+def bonds(xs: xray.structure, elements: list[str] | None = None,
+          tolerance: float = BOND_TOLERANCE) -> list[list[Contact]]:
+    """Covalent bonds: contacts shorter than the sum of covalent radii plus `tolerance`."""
+    elements = elements or [sc.scattering_type for sc in xs.scatterers()]
+    radii = [covalent_radius(e) for e in elements]
+    all_contacts = contacts(xs, cutoff=max(radii) * 2 + tolerance)
+    return [[c for c in row if 0.5 < c.distance < radii[i] + radii[c.j] + tolerance]
+            for i, row in enumerate(all_contacts)]

@@ -1,0 +1,214 @@
+"""Riding hydrogens from geometry: how many H each atom carries (AFIX code) and where they sit.
+
+The rules follow SHELXL's HFIX conventions: the bond count, bond lengths and angles at an atom
+decide between AFIX 13 (R3C-H), 23 (R2CH2), 43 (aromatic/amide X-H), 93 (=XH2), 137 (rotating
+XH3), 147 (rotating O-H) and 163 (alkyne C-H). X-H distances are SHELXL's, with its low-temperature
+values below -20 C; Uiso(H) = 1.2 Ueq(pivot), 1.5 for XH3 and OH. Rotating groups take the
+azimuth that points an OH hydrogen at a hydrogen-bond acceptor, or else that puts the H atoms on
+the highest difference density.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+from cctbx import xray
+
+from aisolve.core.geometry import Contact, bonds, contacts
+
+# X-H distances (A): (room temperature, below -20 C), from the SHELXL manual.
+DISTANCES = {
+    ("C", 13): (0.98, 1.00), ("C", 23): (0.97, 0.99), ("C", 137): (0.96, 0.98), ("C", 43): (0.93, 0.95),
+    ("C", 93): (0.93, 0.95), ("C", 163): (0.93, 0.95),
+    ("N", 13): (0.91, 0.93), ("N", 23): (0.90, 0.92), ("N", 137): (0.89, 0.91), ("N", 43): (0.86, 0.88),
+    ("N", 93): (0.86, 0.88),
+    ("O", 147): (0.82, 0.84), ("S", 147): (1.20, 1.20), ("B", 13): (1.10, 1.12),
+}
+N_H = {13: 1, 23: 2, 43: 1, 93: 2, 137: 3, 147: 1, 163: 1}
+U_FACTOR = {137: 1.5, 147: 1.5}
+ACCEPTORS = ("O", "N", "F", "Cl", "Br", "S")
+
+
+@dataclass
+class HydrogenGroup:
+    pivot: int  # index of the heavy atom in the structure
+    afix: int
+    sites_frac: list[tuple[float, float, float]]
+    distance: float
+    u_factor: float
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    n = np.linalg.norm(v)
+    return v / n if n > 1e-9 else v
+
+
+def _angle(a: np.ndarray, b: np.ndarray) -> float:
+    return math.degrees(math.acos(max(-1.0, min(1.0, float(np.dot(_unit(a), _unit(b)))))))
+
+
+def afix_for(element: str, pivot: np.ndarray, neighbours: list[tuple[str, np.ndarray]]) -> int:
+    """The AFIX code (0: no H) for an atom given its heavy-atom neighbours (element, Cartesian site)."""
+    n = len(neighbours)
+    vecs = [site - pivot for _, site in neighbours]
+    lengths = [float(np.linalg.norm(v)) for v in vecs]
+    if element == "C":
+        if n >= 4:
+            return 0
+        if n == 3:
+            angle_sum = _angle(vecs[0], vecs[1]) + _angle(vecs[0], vecs[2]) + _angle(vecs[1], vecs[2])
+            return 0 if angle_sum > 350 else 13
+        if n == 2:
+            angle = _angle(vecs[0], vecs[1])
+            if angle > 165:
+                return 0
+            return 43 if angle > 114 and min(lengths) < 1.45 else 23
+        if n == 1:
+            other, d = neighbours[0][0], lengths[0]
+            if d < 1.25:
+                return 0 if other == "N" else 163
+            return 93 if d < 1.40 else 137
+        return 0
+    if element == "N":
+        if n >= 3:
+            return 0
+        if n == 2:
+            return 0 if max(lengths) < 1.38 or _angle(vecs[0], vecs[1]) > 165 else 43
+        if n == 1:
+            d = lengths[0]
+            if d < 1.20:
+                return 0
+            return 93 if d < 1.38 else 137
+        return 0
+    if element == "O":
+        if n == 1:
+            other, d = neighbours[0][0], lengths[0]
+            limit = {"C": 1.30, "N": 1.30, "S": 1.50, "P": 1.53}.get(other, 1.60)
+            return 147 if d > limit else 0
+        return 0
+    return 0
+
+
+def _perpendicular_frame(axis: np.ndarray, reference: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    if reference is None or np.linalg.norm(np.cross(axis, reference)) < 1e-6:
+        reference = np.array([1.0, 0.0, 0.0]) if abs(axis[0]) < 0.9 else np.array([0.0, 1.0, 0.0])
+    e1 = _unit(np.cross(axis, reference))
+    e2 = np.cross(axis, e1)
+    return e1, e2
+
+
+def hydrogen_sites(afix: int, pivot: np.ndarray, neighbours: list[np.ndarray], d: float,
+                   azimuth: float = 0.0, second_neighbour: np.ndarray | None = None) -> list[np.ndarray]:
+    """Cartesian H positions for one AFIX group; `azimuth` (radians) turns rotating groups."""
+    u = [_unit(n - pivot) for n in neighbours]
+    if afix in (13, 43):
+        return [pivot + d * _unit(-sum(u))]
+    if afix == 23:
+        bis = _unit(-(u[0] + u[1]))
+        normal = _unit(np.cross(u[0], u[1]))
+        half = math.radians(109.47 / 2)
+        return [pivot + d * (math.cos(half) * bis + s * math.sin(half) * normal) for s in (1, -1)]
+    if afix == 163:
+        return [pivot - d * u[0]]
+    axis = -u[0]  # from the neighbour through the pivot
+    ref = None if second_neighbour is None else second_neighbour - neighbours[0]
+    e1, e2 = _perpendicular_frame(axis, ref)
+    if afix == 93:
+        # planar: two H at 120 deg from the X-pivot bond, in the plane of X's substituents
+        return [pivot + d * (math.cos(math.radians(60)) * axis + s * math.sin(math.radians(60)) * e2)
+                for s in (1, -1)]
+    tet = math.radians(180 - 109.47)
+    n_h = 3 if afix == 137 else 1
+    return [pivot + d * (math.cos(tet) * axis + math.sin(tet) * (math.cos(azimuth + k * 2 * math.pi / 3) * e1
+                                                                  + math.sin(azimuth + k * 2 * math.pi / 3) * e2))
+            for k in range(n_h)]
+
+
+def place_hydrogens(xs: xray.structure, temperature_c: float | None = None,
+                    density: Callable[[tuple[float, float, float]], float] | None = None,
+                    counts: list[int | None] | None = None) -> list[HydrogenGroup]:
+    """H groups for every heavy atom of `xs` (which holds no H).
+
+    `density(site_frac)` scores rotating-group azimuths (difference density); `counts` may fix the
+    number of H per atom (from a network), in which case the AFIX code follows that count.
+    """
+    uc = xs.unit_cell()
+    elements = [sc.scattering_type for sc in xs.scatterers()]
+    bond_table = bonds(xs, elements)
+    near = contacts(xs, cutoff=3.2)
+    cold = temperature_c is not None and temperature_c < -20
+    groups: list[HydrogenGroup] = []
+    sites = xs.sites_frac()
+    for i, el in enumerate(elements):
+        pivot = np.array(uc.orthogonalize(sites[i]))
+        nbrs = [c for c in bond_table[i] if elements[c.j] not in ("H", "D")]
+        nb_cart = [(elements[c.j], np.array(uc.orthogonalize(c.site))) for c in nbrs]
+        afix = afix_for(el, pivot, nb_cart)
+        if counts is not None and counts[i] is not None:
+            afix = afix_for_count(el, counts[i], afix, len(nbrs))
+        if afix == 0 or (el, afix) not in DISTANCES:
+            continue
+        d = DISTANCES[(el, afix)][1 if cold else 0]
+        second = _second_neighbour(bond_table, elements, nbrs, uc, pivot) if nbrs else None
+        nb_sites = [s for _, s in nb_cart]
+        if afix in (137, 147):
+            cart = _best_rotation(afix, pivot, nb_sites, d, second, uc, density,
+                                  _acceptors(near[i], nbrs, elements, uc) if afix == 147 else [])
+        else:
+            cart = hydrogen_sites(afix, pivot, nb_sites, d, 0.0, second)
+        groups.append(HydrogenGroup(i, afix, [tuple(uc.fractionalize(tuple(c))) for c in cart], d,
+                                    U_FACTOR.get(afix, 1.2)))
+    return groups
+
+
+def afix_for_count(element: str, n_h: int, geometric: int, n_bonds: int) -> int:
+    """AFIX code for a predicted H count, keeping the geometric choice when it agrees."""
+    if n_h == 0:
+        return 0
+    if geometric and N_H.get(geometric) == n_h:
+        return geometric
+    if n_h == 3:
+        return 137
+    if n_h == 2:
+        return 93 if n_bonds == 1 else 23
+    if element == "O":
+        return 147
+    return 43 if n_bonds == 2 else (13 if n_bonds == 3 else 163)
+
+
+def _second_neighbour(bond_table, elements, nbrs: list[Contact], uc, pivot: np.ndarray) -> np.ndarray | None:
+    """A heavy neighbour of the pivot's first neighbour (not the pivot): fixes the plane of =XH2."""
+    first = nbrs[0]
+    for c in bond_table[first.j]:
+        if elements[c.j] in ("H", "D"):
+            continue
+        # c.site is relative to atom j's own position; first.op moves it next to the pivot
+        cand = np.array(uc.orthogonalize(first.op * c.site))
+        if np.linalg.norm(cand - pivot) > 0.5:
+            return cand
+    return None
+
+
+def _acceptors(row: list[Contact], bonded: list[Contact], elements, uc) -> list[np.ndarray]:
+    bonded_keys = {(c.j, round(c.distance, 4)) for c in bonded}
+    return [np.array(uc.orthogonalize(c.site)) for c in row
+            if elements[c.j] in ACCEPTORS and 2.45 < c.distance < 3.2 and (c.j, round(c.distance, 4)) not in bonded_keys]
+
+
+def _best_rotation(afix, pivot, nb_sites, d, second, uc, density, acceptors) -> list[np.ndarray]:
+    steps = [math.radians(a) for a in range(0, 360 if afix == 147 else 120, 5)]
+    if acceptors:
+        # the azimuth whose H is closest to an acceptor: the hydrogen bond
+        def score(az):
+            h = hydrogen_sites(afix, pivot, nb_sites, d, az, second)[0]
+            return -min(np.linalg.norm(h - a) for a in acceptors)
+    elif density is not None:
+        def score(az):
+            return sum(density(tuple(uc.fractionalize(tuple(h))))
+                       for h in hydrogen_sites(afix, pivot, nb_sites, d, az, second))
+    else:
+        return hydrogen_sites(afix, pivot, nb_sites, d, 0.0, second)
+    best = max(steps, key=score)
+    return hydrogen_sites(afix, pivot, nb_sites, d, best, second)

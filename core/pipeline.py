@@ -1,0 +1,338 @@
+"""The classical solve pipeline: data -> phases -> peaks -> typed atoms -> refined model with riding H.
+
+Each stage sits behind a small interface (core/stages.py) so that a network can replace it:
+`SolveOptions.phaser` and `SolveOptions.typer` take any object of the right shape.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from cctbx import crystal, miller, xray
+from cctbx.array_family import flex
+from smtbx.refinement.constraints import adp as adp_constraints
+from smtbx.refinement.constraints.geometrical import all as geometrical
+
+from aisolve.core.data_prep import PreparedData, prepare
+from aisolve.core.elements import ATOMIC_NUMBER
+from aisolve.core.errors import InputError
+from aisolve.core.geometry import bonds
+from aisolve.core.hydrogens import HydrogenGroup, place_hydrogens
+from aisolve.core.model import Atom, ReflectionData, Structure, u_star_to_u_cif
+from aisolve.core.peaks import difference_coefficients, fourier_peaks
+from aisolve.core.phasing import ChargeFlippingPhaser
+from aisolve.core.reflection_stats import absence_classes, ABSENCE_I_SIGMA_LIMIT
+from aisolve.core.refine import Figures, RefinementResult, optimise_weights, refine, set_refinement_flags
+from aisolve.core.stages import AtomTyper, Phaser, PhasingResult, Progress, TypingContext, no_progress
+from aisolve.core.typing_baseline import BaselineTyper, expected_per_asu
+
+UNSOLVED_R1 = 0.25  # above this after refinement the structure is reported as not solved
+VOLUME_PER_NON_H = 18.0  # A^3, for the atom count when the formula is unknown
+
+_RIDING_CLASS = {
+    13: geometrical.tertiary_xh_site, 23: geometrical.secondary_xh2_sites,
+    43: geometrical.secondary_planar_xh_site, 93: geometrical.terminal_planar_xh2_sites,
+    137: geometrical.terminal_tetrahedral_xh3_sites, 147: geometrical.terminal_tetrahedral_xh_site,
+    163: geometrical.terminal_linear_ch_site,
+}
+
+
+@dataclass
+class SolveOptions:
+    phaser: Phaser | None = None  # default: charge flipping
+    typer: AtomTyper | None = None  # default: baseline (electron counts + contents + chemistry)
+    hydrogens: str = "geometry"  # 'geometry' or 'none'
+    use_formula: bool = True
+    d_min: float | None = None
+    phasing_time: float = 60.0
+    difference_cycles: int = 3
+    seed: int = 0
+
+
+@dataclass
+class SolveResult:
+    solved: bool
+    structure: Structure
+    figures: Figures | None
+    data: PreparedData | None
+    f_calc: miller.array | None  # final model's structure factors (for .fcf and maps)
+    phasing: PhasingResult | None
+    stages: list[dict] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    formula_used: bool = True
+
+
+class _Timer:
+    def __init__(self):
+        self.stages: list[dict] = []
+
+    def run(self, name: str, fn, *args, **kwargs):
+        t = time.monotonic()
+        out = fn(*args, **kwargs)
+        self.stages.append({"stage": name, "seconds": round(time.monotonic() - t, 3)})
+        return out
+
+
+def check_inputs(structure: Structure, refl: ReflectionData) -> list[str]:
+    """Refuse data that cannot belong to the cell; warn about violated absences."""
+    sym = structure.symmetry
+    d = sym.unit_cell().d(flex.miller_index([tuple(map(int, h)) for h in refl.indices]))
+    d_min = flex.min(d)
+    wavelength = structure.wavelength or 0.71073
+    if d_min < wavelength / 2 * 0.98:
+        raise InputError(refl.source, f"the cell does not fit the data: with this cell the highest index "
+                                      f"reaches d = {d_min:.3f} A, beyond the limit lambda/2 = {wavelength / 2:.3f} A "
+                                      f"(wrong cell, or indices from another crystal)")
+    warnings = []
+    bad = [a for a in absence_classes(refl, sym) if a.mean_i_over_sigma > ABSENCE_I_SIGMA_LIMIT]
+    if bad:
+        warnings.append("systematic absences violated for " + ", ".join(
+            f"{a.zone} ({a.count} refl., <I/sigma> {a.mean_i_over_sigma:.1f})" for a in bad)
+            + f": is {sym.space_group_info()} right?")
+    return warnings
+
+
+def expected_atom_count(structure: Structure, use_formula: bool) -> tuple[int, bool]:
+    order_z = structure.space_group.order_z()
+    if use_formula:
+        counts = expected_per_asu(structure.cell_contents, order_z)
+        if counts:
+            return sum(counts.values()), True
+    return max(1, int(round(structure.unit_cell.volume() / (VOLUME_PER_NON_H * order_z)))), False
+
+
+def _xs_from_sites(sym: crystal.symmetry, sites, elements, u_iso: float) -> xray.structure:
+    xs = xray.structure(crystal_symmetry=sym)
+    for k, (site, el) in enumerate(zip(sites, elements)):
+        xs.add_scatterer(xray.scatterer(label=f"X{k + 1}", site=site, u=u_iso, scattering_type=el))
+    return xs
+
+
+def _electron_estimates(xs: xray.structure, fo_sq: miller.array) -> list[float]:
+    """Refine occupancies (with positions and Uiso) of a copy: occupancy x Z estimates the electrons."""
+    trial = xs.deep_copy_scatterers()
+    for sc in trial.scatterers():
+        sc.occupancy = 1.0
+    set_refinement_flags(trial, aniso=False, refine_occupancy=True)
+    refine(trial, fo_sq, cycles=6)
+    return [sc.occupancy * ATOMIC_NUMBER[sc.scattering_type] for sc in trial.scatterers()]
+
+
+def _type_atoms(xs: xray.structure, data: PreparedData, contents: dict[str, float], typer: AtomTyper,
+                sym: crystal.symmetry) -> list[Atom]:
+    estimates = _electron_estimates(xs, data.fo_sq)
+    atoms = [Atom(label=sc.label, element=sc.scattering_type, xyz=tuple(sc.site), uiso=sc.u_iso)
+             for sc in xs.scatterers()]
+    context = TypingContext(symmetry=sym, contents=contents, data=data, electron_estimates=estimates)
+    return typer.assign(atoms, context)
+
+
+def _apply_types(xs: xray.structure, atoms: list[Atom]) -> None:
+    for sc, a in zip(xs.scatterers(), atoms):
+        sc.scattering_type = a.element
+    xs.discard_scattering_type_registry()
+
+
+def _prune(xs: xray.structure, atoms: list[Atom], u_max: float = 0.15) -> tuple[xray.structure, list[Atom]]:
+    """Drop atoms that refinement says are not there: huge Uiso, or crowding a better atom."""
+    keep = []
+    elements = [sc.scattering_type for sc in xs.scatterers()]
+    table = bonds(xs, elements)
+    for i, sc in enumerate(xs.scatterers()):
+        u = sc.u_iso_or_equiv(xs.unit_cell())
+        too_close = any(c.distance < 0.9 and (atoms[c.j].confidence or 0) >= (atoms[i].confidence or 0)
+                        and c.j < i for c in table[i])
+        if u <= u_max and not too_close:
+            keep.append(i)
+    sel = flex.size_t(keep)
+    return xs.select(sel), [atoms[i] for i in keep]
+
+
+def _add_from_difference_map(xs: xray.structure, result: RefinementResult, data: PreparedData,
+                             n_missing: int, min_height: float = 4.0) -> int:
+    """Add difference-map peaks at bonding distance from the model (as C); returns how many."""
+    if n_missing <= 0:
+        return 0
+    f_calc = data.fo_sq.structure_factors_from_scatterers(xs, algorithm="direct").f_calc()
+    coeffs = difference_coefficients(data.fo_sq, f_calc, result.figures.scale)
+    peaks = fourier_peaks(coeffs, max_peaks=max(20, 3 * n_missing), min_height=min_height)
+    added = 0
+    for p in peaks:
+        if added >= n_missing:
+            break
+        probe = xs.deep_copy_scatterers()
+        probe.add_scatterer(xray.scatterer(label="probe", site=p.xyz, u=0.03, scattering_type="C"))
+        dists = _distances_to_others(probe, probe.scatterers().size() - 1)
+        if not dists or min(dists) < 1.05 or min(dists) > 1.95:
+            continue
+        xs.add_scatterer(xray.scatterer(label=f"X{xs.scatterers().size() + 1}", site=p.xyz, u=0.03,
+                                        scattering_type="C"))
+        added += 1
+    return added
+
+
+def _distances_to_others(xs: xray.structure, i: int) -> list[float]:
+    from aisolve.core.geometry import contacts
+    return [c.distance for c in contacts(xs, cutoff=2.5)[i] if c.j != i or c.distance > 0.1]
+
+
+def _riding_constraints(groups: list[HydrogenGroup], first_h: list[int]) -> list:
+    out = []
+    for g, start in zip(groups, first_h):
+        idx = tuple(range(start, start + len(g.sites_frac)))
+        c = _RIDING_CLASS[g.afix](rotating=g.afix in (137, 147), stretching=False, bond_length=g.distance,
+                                  pivot=g.pivot)
+        c.constrained_site_indices = idx
+        out.append(c)
+        for h in idx:
+            out.append(adp_constraints.u_iso_proportional_to_pivot_u_eq(
+                u_eq_scatterer_idx=g.pivot, u_iso_scatterer_idx=h, multiplier=g.u_factor))
+    return out
+
+
+def _density_function(xs: xray.structure, data: PreparedData, scale: float):
+    f_calc = data.fo_sq.structure_factors_from_scatterers(xs, algorithm="direct").f_calc()
+    coeffs = difference_coefficients(data.fo_sq, f_calc, scale)
+    from cctbx import maptbx
+    fft = coeffs.fft_map(resolution_factor=1 / 3, symmetry_flags=maptbx.use_space_group_symmetry)
+    fft.apply_sigma_scaling()
+    real = fft.real_map_unpadded()
+    return lambda site: maptbx.eight_point_interpolation(real, site)
+
+
+def solve(structure: Structure, refl: ReflectionData, options: SolveOptions | None = None,
+          progress: Progress = no_progress) -> SolveResult:
+    options = options or SolveOptions()
+    timer = _Timer()
+    sym = structure.symmetry
+    warnings = check_inputs(structure, refl)
+    n_expected, formula_used = expected_atom_count(structure, options.use_formula)
+    contents = structure.cell_contents if formula_used else {}
+    if not formula_used:
+        warnings.append("no cell contents: elements come from electron counts and chemistry alone "
+                        f"(about {n_expected} non-H atoms expected from the cell volume)")
+    progress(0.02, "preparing data")
+    data = timer.run("data_preparation", prepare, refl, sym, contents or {"C": 1.0}, options.d_min)
+    if data.r_int is not None and data.r_int > 0.35:
+        warnings.append(f"the data merge poorly in {sym.space_group_info()} (R_int {data.r_int:.2f}): "
+                        "cell or symmetry may be wrong")
+    phaser = options.phaser or ChargeFlippingPhaser(seed=options.seed)
+    typer = options.typer or BaselineTyper()
+    progress(0.05, f"phasing ({phaser.name})")
+    phasing = timer.run("phasing", phaser.phase, data, sym, options.phasing_time,
+                        lambda f, m: progress(0.05 + 0.35 * f, m))
+    base = SolveResult(False, structure, None, data, None, phasing, timer.stages, warnings, formula_used)
+    if not phasing.solved:
+        warnings.append("phasing found no solution")
+        return base
+
+    progress(0.42, "peak search")
+    peaks = timer.run("peak_search", fourier_peaks, phasing.f_calc, max_peaks=int(1.5 * n_expected) + 5)
+    if not peaks:
+        warnings.append("the map has no peaks")
+        return base
+    top = [p.height for p in peaks[:n_expected]]
+    cut = 0.3 * float(np.median(top))
+    chosen = [p for p in peaks if p.height >= cut][: int(math.ceil(1.15 * n_expected))]
+    u0 = min(max(data.wilson_b / (8 * math.pi ** 2), 0.01), 0.08)
+    xs = _xs_from_sites(sym, [p.xyz for p in chosen], ["C"] * len(chosen), u0)
+
+    progress(0.5, "typing atoms")
+    atoms = timer.run("atom_typing", _type_atoms, xs, data, contents, typer, sym)
+    _apply_types(xs, atoms)
+    result = None
+    for cycle in range(options.difference_cycles):
+        progress(0.55 + 0.05 * cycle, f"refinement and difference map, cycle {cycle + 1}")
+        set_refinement_flags(xs, aniso=False)
+        result = timer.run(f"refine_iso_{cycle + 1}", refine, xs, data.fo_sq, 8)
+        xs, atoms = _prune(xs, atoms)
+        added = timer.run(f"difference_map_{cycle + 1}", _add_from_difference_map, xs, result, data,
+                          n_expected - xs.scatterers().size())
+        atoms = timer.run(f"retype_{cycle + 1}", _type_atoms, xs, data, contents, typer, sym)
+        _apply_types(xs, atoms)
+        if added == 0 and cycle > 0:
+            break
+
+    aniso = data.d_min < 1.2 and data.fo_sq.size() > 8 * 9 * xs.scatterers().size()
+    progress(0.75, "anisotropic refinement" if aniso else "isotropic refinement")
+    set_refinement_flags(xs, aniso=aniso)
+    result = timer.run("refine_heavy", refine, xs, data.fo_sq, 10)
+    n_heavy = xs.scatterers().size()
+
+    groups: list[HydrogenGroup] = []
+    constraints: list = []
+    if options.hydrogens != "none" and result.figures.r1 < UNSOLVED_R1:
+        progress(0.85, "riding hydrogens")
+        density = _density_function(xs, data, result.figures.scale)
+        groups = timer.run("hydrogens", place_hydrogens, xs, structure.temperature, density)
+        first_h = []
+        for g in groups:
+            first_h.append(xs.scatterers().size())
+            u_pivot = xs.scatterers()[g.pivot].u_iso_or_equiv(xs.unit_cell())
+            for site in g.sites_frac:
+                xs.add_scatterer(xray.scatterer(label="H", site=site, u=g.u_factor * u_pivot,
+                                                scattering_type="H"))
+        constraints = _riding_constraints(groups, first_h)
+        set_refinement_flags(xs, aniso=aniso)
+
+    progress(0.92, "final refinement")
+    result = timer.run("refine_final", refine, xs, data.fo_sq, 10, constraints)
+    weight = optimise_weights(data.fo_sq, result.fc_sq, result.figures.n_parameters, result.figures.scale)
+    result = timer.run("refine_weighted", refine, xs, data.fo_sq, 4, constraints, weight)
+    f_calc = data.fo_sq.structure_factors_from_scatterers(xs, algorithm="direct").f_calc()
+    model = to_structure(structure, xs, atoms[:n_heavy], groups)
+    solved = result.figures.r1 < UNSOLVED_R1
+    if not solved:
+        warnings.append(f"not solved: best R1 {result.figures.r1:.3f} (solved means R1 < {UNSOLVED_R1})")
+    progress(1.0, f"done: R1 {result.figures.r1:.4f}")
+    return SolveResult(solved, model, result.figures, data, f_calc, phasing, timer.stages, warnings,
+                       formula_used)
+
+
+def to_structure(template: Structure, xs: xray.structure, heavy_atoms: list[Atom],
+                 groups: list[HydrogenGroup]) -> Structure:
+    """The refined cctbx model as a Structure: heavy atoms labelled by element, each followed by its H."""
+    uc = xs.unit_cell()
+    scatterers = xs.scatterers()
+    n_heavy = len(heavy_atoms)
+    counters: dict[str, int] = {}
+    labels = []
+    for a in heavy_atoms:
+        counters[a.element] = counters.get(a.element, 0) + 1
+        labels.append(f"{a.element}{counters[a.element]}")
+    h_of: dict[int, tuple[HydrogenGroup, int]] = {}
+    start = n_heavy
+    for g in groups:
+        h_of[g.pivot] = (g, start)
+        start += len(g.sites_frac)
+    out_atoms: list[Atom] = []
+    for i, a in enumerate(heavy_atoms):
+        sc = scatterers[i]
+        atom = Atom(label=labels[i], element=a.element, xyz=tuple(sc.site), occupancy=1.0,
+                    element_probabilities=a.element_probabilities, confidence=a.confidence)
+        if sc.flags.use_u_aniso():
+            atom.uaniso, atom.uiso = tuple(u_star_to_u_cif(uc, sc.u_star)), None
+        else:
+            atom.uiso = sc.u_iso
+        out_atoms.append(atom)
+        if i in h_of:
+            g, first = h_of[i]
+            number = labels[i][len(a.element):]
+            for k in range(len(g.sites_frac)):
+                suffix = "ABC"[k] if len(g.sites_frac) > 1 else ""
+                label = f"H{number}{suffix}"
+                if len(label) > 4:
+                    label = f"H{(first + k) % 1000}"
+                h = scatterers[first + k]
+                out_atoms.append(Atom(label=label, element="H", xyz=tuple(h.site), uiso=h.u_iso,
+                                      afix=g.afix, afix_start=k == 0, riding_u=g.u_factor))
+    st = Structure(cell=template.cell, space_group=template.space_group, title=template.title,
+                   wavelength=template.wavelength, cell_esd=template.cell_esd, z=template.z,
+                   cell_contents=dict(template.cell_contents), atoms=out_atoms, hklf=template.hklf or 4,
+                   temperature=template.temperature, sfac_long=dict(template.sfac_long),
+                   disp_lines=list(template.disp_lines))
+    st.header_lines = [ln for ln in template.header_lines if ln.split()[:1] and ln.split()[0].upper() in
+                       ("L.S.", "PLAN", "ACTA", "LIST", "FMAP", "BOND", "CONF", "TEMP", "SIZE")]
+    return st

@@ -1,0 +1,69 @@
+"""The pipeline's stage interfaces: each classical stage can be replaced by a network.
+
+A stage is any object with a `name` and the method below; the pipeline calls nothing else.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+from cctbx import crystal, miller
+
+from aisolve.core.data_prep import PreparedData
+from aisolve.core.model import Atom
+
+# progress(fraction 0..1 within the stage, message)
+Progress = Callable[[float, str], None]
+
+
+def no_progress(_fraction: float, _message: str) -> None:
+    pass
+
+
+@dataclass
+class PhasingTrial:
+    seed: int
+    figure_of_merit: float  # truth-free: map skewness with the trial's phases
+    cc: float | None = None  # smtbx symmetry-search correlation of the trial
+    iterations: int = 0
+
+
+@dataclass
+class PhasingResult:
+    route: str
+    f_calc: miller.array | None  # phased amplitudes in the data's space group, or None if unsolved
+    trials: list[PhasingTrial] = field(default_factory=list)
+    figure_of_merit: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def solved(self) -> bool:
+        return self.f_calc is not None
+
+
+@dataclass
+class Peak:
+    xyz: tuple[float, float, float]
+    height: float  # map value in units of the map's sigma
+
+
+class Phaser(Protocol):
+    name: str
+
+    def phase(self, data: PreparedData, symmetry: crystal.symmetry, time_budget: float,
+              progress: Progress = no_progress) -> PhasingResult: ...
+
+
+class AtomTyper(Protocol):
+    """Turns peaks (or a provisional model) into atoms with elements and per-element probabilities."""
+    name: str
+
+    def assign(self, atoms: list[Atom], context: "TypingContext") -> list[Atom]: ...
+
+
+@dataclass
+class TypingContext:
+    symmetry: crystal.symmetry
+    contents: dict[str, float]  # expected atoms in the cell; empty when the formula is unknown
+    data: PreparedData
+    electron_estimates: list[float] | None = None  # refined 'occupancy x Z(C)' per atom, if available
