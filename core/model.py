@@ -20,7 +20,7 @@ class Atom:
     label: str
     element: str
     xyz: tuple[float, float, float]
-    occupancy: float = 1.0
+    occupancy: float = 1.0  # chemical occupancy (SHELX's sof times the site-symmetry order)
     uiso: float | None = 0.05
     uaniso: tuple[float, float, float, float, float, float] | None = None
     part: int = 0
@@ -139,6 +139,14 @@ class Structure:
     def site_multiplicities(self) -> list[int]:
         sym = self.symmetry.special_position_settings(min_distance_sym_equiv=0.5)
         return [sym.site_symmetry(a.xyz).multiplicity() for a in self.atoms]
+
+    def site_symmetry_order(self, xyz: tuple[float, float, float]) -> int:
+        """Order of the site-symmetry group at xyz (1 on a general position).
+
+        SHELX's sof is the chemical occupancy divided by this number; Atom.occupancy is chemical.
+        """
+        sym = self.symmetry.special_position_settings(min_distance_sym_equiv=0.5)
+        return self.space_group.order_z() // sym.site_symmetry(xyz).multiplicity()
 
     def model_formula_per_cell(self) -> dict[str, float]:
         """Atoms of the model expanded to the cell, weighted by occupancy."""

@@ -45,9 +45,11 @@ class ChargeFlippingPhaser:
             seed = self.seed + i
             flex.set_random_seed(seed)
             flipping = charge_flipping.weak_reflection_improved_iterator(delta=None)
+            # Two attempts per run: smtbx grows its iteration limit to a float on the third,
+            # which islice() refuses; a fresh run with a new seed is as good.
             solving = charge_flipping.solving_iterator(
                 flipping, data.f_obs, yield_during_delta_guessing=True, yield_solving_interval=1,
-                normalisations_for=normalisation_factors)
+                normalisations_for=normalisation_factors, max_attempts_to_get_phase_transition=2)
             n = 0
             for _ in solving:
                 n += 1

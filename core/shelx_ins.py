@@ -341,6 +341,11 @@ class _Reader:
             if not atom.is_peak and atom.element not in ("H", "D"):
                 last_non_h = atom
 
+    def _to_chemical_occupancy(self, group) -> None:
+        probe = Structure(cell=self.cell, space_group=group)
+        for atom in self.atoms + self.peaks:
+            atom.occupancy *= probe.site_symmetry_order(atom.xyz)
+
     def _finish(self) -> Structure:
         if self.cell is None:
             raise InputError(self.source, "no CELL card: the unit cell is unknown")
@@ -351,6 +356,7 @@ class _Reader:
         except symmetry.SymmetryError as exc:
             raise InputError(self.source, f"LATT/SYMM: {exc}", self.symm_line) from None
         self._decode_atoms()
+        self._to_chemical_occupancy(group)
         contents: dict[str, float] = {}
         if self.unit is not None:
             contents = {el: n for el, n in zip(self.sfac, self.unit)}

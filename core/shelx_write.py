@@ -43,12 +43,12 @@ def _unit_counts(st: Structure, sfac: list[str]) -> list[int]:
     return counts
 
 
-def _atom_lines(a: Atom, sfac_index: int, fvar: list[float]) -> list[str]:
+def _atom_lines(a: Atom, sfac_index: int, fvar: list[float], site_order: int) -> list[str]:
     if len(a.label) > MAX_LABEL:
         raise WriteError(f"atom label {a.label!r} is longer than {MAX_LABEL} characters")
     c = a.shelx_codes
     x, y, z = (_param(v, c.get(k), fvar) for k, v in zip("xyz", a.xyz))
-    sof = _param(a.occupancy, c.get("sof"), fvar, default_fixed=True)
+    sof = _param(a.occupancy / site_order, c.get("sof"), fvar, default_fixed=True)
     head = f"{a.label:<5}{sfac_index:>3}{x:>12.6f}{y:>12.6f}{z:>12.6f}{sof:>12.5f}"
     if a.uaniso is not None:
         u = [_param(v, c.get(k), fvar) for k, v in zip(("U11", "U22", "U33", "U23", "U13", "U12"), a.uaniso)]
@@ -111,7 +111,7 @@ def write_ins_text(st: Structure) -> str:
                 out.append("AFIX 0")
             out.append(f"AFIX {a.afix} {a.afix_params}".rstrip())
             afix = a.afix
-        out += _atom_lines(a, index[a.element], fvar)
+        out += _atom_lines(a, index[a.element], fvar, st.site_symmetry_order(a.xyz))
     if afix != 0:
         out.append("AFIX 0")
     if part != 0:
@@ -126,6 +126,7 @@ def write_ins_text(st: Structure) -> str:
         for q in st.peaks:
             x, y, z = q.xyz
             h = q.peak_height or 0.0
-            out.append(f"{q.label:<5}{1:>3}{x:>12.6f}{y:>12.6f}{z:>12.6f}{10 + q.occupancy:>12.5f}"
+            sof = 10 + q.occupancy / st.site_symmetry_order(q.xyz)
+            out.append(f"{q.label:<5}{1:>3}{x:>12.6f}{y:>12.6f}{z:>12.6f}{sof:>12.5f}"
                        f"{0.05:>11.5f}{h:>9.2f}")
     return "\n".join(out) + "\n"
