@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from cctbx import crystal, miller, xray
 from cctbx.array_family import flex
+from smtbx.refinement.constraints import InvalidConstraint
 from smtbx.refinement.constraints import adp as adp_constraints
 from smtbx.refinement.constraints.geometrical import all as geometrical
 
@@ -111,11 +112,27 @@ def _xs_from_sites(sym: crystal.symmetry, sites, elements, u_iso: float) -> xray
 
 
 def _electron_estimates(xs: xray.structure, fo_sq: miller.array) -> list[float]:
-    """Refine occupancies (with positions and Uiso) of a copy: occupancy x Z estimates the electrons."""
+    """Electrons per atom from refined occupancies (occupancy x Z of the current element).
+
+    With free Uiso the estimate is precise when the current element is nearly right, but occupancy
+    and Uiso trade off when it is far off (a metal typed S stays 'S' with a tiny U). With one
+    common Uiso the estimate is coarser but cannot hide a large error. The free estimate is used
+    unless the two disagree by more than a few electrons.
+    """
+    free = _occupancy_estimates(xs, fo_sq, fixed_u=None)
+    u_common = float(np.median([sc.u_iso_or_equiv(xs.unit_cell()) for sc in xs.scatterers()]))
+    fixed = _occupancy_estimates(xs, fo_sq, fixed_u=u_common)
+    return [f if abs(f - g) <= max(3.0, 0.25 * f) else g for f, g in zip(free, fixed)]
+
+
+def _occupancy_estimates(xs: xray.structure, fo_sq: miller.array, fixed_u: float | None) -> list[float]:
     trial = xs.deep_copy_scatterers()
     for sc in trial.scatterers():
         sc.occupancy = 1.0
-    set_refinement_flags(trial, aniso=False, refine_occupancy=True)
+        if fixed_u is not None:
+            sc.u_iso = fixed_u
+    set_refinement_flags(trial, aniso=False, refine_occupancy=True,
+                         fixed_u_iso=set(range(trial.scatterers().size())) if fixed_u is not None else None)
     refine(trial, fo_sq, cycles=6)
     return [sc.occupancy * ATOMIC_NUMBER[sc.scattering_type] for sc in trial.scatterers()]
 
@@ -176,6 +193,26 @@ def _add_from_difference_map(xs: xray.structure, result: RefinementResult, data:
 def _distances_to_others(xs: xray.structure, i: int) -> list[float]:
     from aisolve.core.geometry import contacts
     return [c.distance for c in contacts(xs, cutoff=2.5)[i] if c.j != i or c.distance > 0.1]
+
+
+def _add_riding_hydrogens(xs: xray.structure, groups: list[HydrogenGroup]) -> list:
+    """Append the H atoms of `groups` to `xs`; return their smtbx riding constraints."""
+    first_h = []
+    for g in groups:
+        first_h.append(xs.scatterers().size())
+        u_pivot = xs.scatterers()[g.pivot].u_iso_or_equiv(xs.unit_cell())
+        for site in g.sites_frac:
+            xs.add_scatterer(xray.scatterer(label="H", site=site, u=g.u_factor * u_pivot, scattering_type="H"))
+    return _riding_constraints(groups, first_h)
+
+
+def _pivot_in_message(message: str, xs: xray.structure, groups: list[HydrogenGroup]) -> int | None:
+    labels = {sc.label: i for i, sc in enumerate(xs.scatterers())}
+    for word in message.replace(":", " ").split():
+        i = labels.get(word)
+        if i is not None and any(g.pivot == i for g in groups):
+            return i
+    return None
 
 
 def _riding_constraints(groups: list[HydrogenGroup], first_h: list[int]) -> list:
@@ -263,22 +300,30 @@ def solve(structure: Structure, refl: ReflectionData, options: SolveOptions | No
 
     groups: list[HydrogenGroup] = []
     constraints: list = []
+    for k, sc in enumerate(xs.scatterers()):
+        sc.label = f"X{k + 1}"  # unique labels, so that smtbx's messages name one atom
+    heavy_xs = xs.deep_copy_scatterers()
     if options.hydrogens != "none" and result.figures.r1 < UNSOLVED_R1:
         progress(0.85, "riding hydrogens")
         density = _density_function(xs, data, result.figures.scale)
         groups = timer.run("hydrogens", place_hydrogens, xs, structure.temperature, density)
-        first_h = []
-        for g in groups:
-            first_h.append(xs.scatterers().size())
-            u_pivot = xs.scatterers()[g.pivot].u_iso_or_equiv(xs.unit_cell())
-            for site in g.sites_frac:
-                xs.add_scatterer(xray.scatterer(label="H", site=site, u=g.u_factor * u_pivot,
-                                                scattering_type="H"))
-        constraints = _riding_constraints(groups, first_h)
-        set_refinement_flags(xs, aniso=aniso)
 
     progress(0.92, "final refinement")
-    result = timer.run("refine_final", refine, xs, data.fo_sq, 10, constraints)
+    while True:
+        xs = heavy_xs.deep_copy_scatterers()
+        constraints = _add_riding_hydrogens(xs, groups)
+        set_refinement_flags(xs, aniso=aniso)
+        try:
+            result = timer.run("refine_final", refine, xs, data.fo_sq, 10, constraints)
+            break
+        except InvalidConstraint as exc:
+            # smtbx judges connectivity by its own bond table (metal contacts count there):
+            # a group it refuses is dropped, and said so.
+            pivot = _pivot_in_message(str(exc), xs, groups)
+            if pivot is None:
+                raise
+            warnings.append(f"riding H on atom {pivot + 1} dropped: smtbx refused the group ({exc})")
+            groups = [g for g in groups if g.pivot != pivot]
     weight = optimise_weights(data.fo_sq, result.fc_sq, result.figures.n_parameters, result.figures.scale)
     result = timer.run("refine_weighted", refine, xs, data.fo_sq, 4, constraints, weight)
     f_calc = data.fo_sq.structure_factors_from_scatterers(xs, algorithm="direct").f_calc()

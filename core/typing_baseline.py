@@ -1,17 +1,19 @@
 """Baseline atom typing: electron counts from refinement, cell contents, bond-count chemistry.
 
-Every atom is first refined as carbon with a free occupancy: occupancy x 6 estimates its number of
-electrons. With the cell contents, elements are handed out by rank (heaviest to the most
-electron-rich atoms, in the expected numbers); a chemistry pass then swaps pairs whose bond counts
-are impossible (an O with three bonds). Without contents, each atom takes the element whose
-atomic number best fits its estimate under a prior of common elements.
+Every atom is first refined with a free occupancy: occupancy x Z estimates its number of
+electrons. Each (atom, element) pair is scored by how well Z fits that estimate and by how likely
+the element is to have the atom's number of short covalent bonds (an O with three bonds is
+implausible). With the cell contents, one global assignment (Hungarian) maximises the total score
+while honouring the expected count of each element; without them, each atom takes its best element
+under a prior of common elements.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from aisolve.core.elements import ATOMIC_NUMBER
-from aisolve.core.geometry import bonds
+from aisolve.core.geometry import covalent_radius
 from aisolve.core.model import Atom
 from aisolve.core.stages import TypingContext
 
@@ -19,8 +21,6 @@ from aisolve.core.stages import TypingContext
 COMMON_PRIOR = {"C": 0.55, "O": 0.17, "N": 0.1, "F": 0.04, "S": 0.025, "Cl": 0.025, "P": 0.01,
                 "Br": 0.01, "B": 0.005, "Si": 0.005, "I": 0.005}
 RARE_PRIOR = 0.0005  # any other element
-MAX_BONDS = {"O": 2, "N": 4, "F": 1, "Cl": 1, "Br": 1, "I": 1, "C": 4, "S": 6, "P": 6, "B": 4}
-AMBIGUOUS_RATIO = 0.5  # flag atoms whose second-best element is at least half as likely
 
 
 def expected_per_asu(contents: dict[str, float], order_z: int) -> dict[str, int]:
@@ -37,13 +37,46 @@ def _sigma(z: float) -> float:
     return max(0.9, 0.12 * z)
 
 
-def element_probabilities(estimate: float, prior: dict[str, float]) -> dict[str, float]:
-    weights = {}
-    for el, p in prior.items():
-        z = ATOMIC_NUMBER[el]
-        weights[el] = p * math.exp(-0.5 * ((estimate - z) / _sigma(z)) ** 2) / _sigma(z)
-    total = sum(weights.values()) or 1.0
-    return {el: w / total for el, w in sorted(weights.items(), key=lambda kv: -kv[1]) if w / total > 1e-4}
+# P(number of short covalent bonds | element) for the light elements; others are flat.
+BOND_COUNT_PRIOR = {
+    "C": {0: 0.01, 1: 0.12, 2: 0.27, 3: 0.4, 4: 0.2},
+    "N": {0: 0.01, 1: 0.15, 2: 0.38, 3: 0.4, 4: 0.06},
+    "O": {0: 0.08, 1: 0.55, 2: 0.36, 3: 0.01},
+    "F": {0: 0.08, 1: 0.9, 2: 0.02}, "Cl": {0: 0.3, 1: 0.68, 2: 0.02}, "Br": {0: 0.3, 1: 0.68, 2: 0.02},
+    "I": {0: 0.3, 1: 0.6, 2: 0.1}, "B": {3: 0.4, 4: 0.6},
+    "P": {1: 0.05, 2: 0.05, 3: 0.35, 4: 0.5, 5: 0.03, 6: 0.02}, "S": {1: 0.15, 2: 0.4, 3: 0.15, 4: 0.3},
+}
+LIGAND_METAL = (1.8, 2.6)  # A: metal-ligand contact distances
+METAL_CONTACT_BONUS = {"N": 0.6, "O": 0.6, "S": 0.6, "P": 0.6, "Cl": 0.6, "Br": 0.6, "I": 0.6, "C": -0.6}
+
+
+@dataclass
+class Environment:
+    """An atom's surroundings, measured once: contacts (distance, index) up to 2.6 A."""
+    contacts: list[tuple[float, int]]
+
+    def n_bonds(self, element: str) -> int:
+        limit = covalent_radius(element) + covalent_radius("C") + 0.35
+        return sum(1 for d, _ in self.contacts if 0.9 < d < limit)
+
+    def shortest(self) -> float | None:
+        return min((d for d, _ in self.contacts if d > 0.9), default=None)
+
+
+def _log_likelihood(estimate: float, element: str, env: Environment, metal_contact: bool) -> float:
+    z = ATOMIC_NUMBER[element]
+    ll = -0.5 * ((estimate - z) / _sigma(z)) ** 2 - math.log(_sigma(z))
+    n_bonds = env.n_bonds(element)
+    prior = BOND_COUNT_PRIOR.get(element)
+    if prior is not None:
+        ll += math.log(prior.get(min(n_bonds, max(prior)), 0.005) + 1e-3)
+    shortest = env.shortest()
+    if n_bonds == 1 and shortest is not None and shortest < 1.26 and element in ("C", "N", "O"):
+        # a terminal atom with a double/triple bond: C=O and C#N are common, terminal C=C/C#C rare
+        ll += {"O": 0.7, "N": 0.3, "C": -0.7}[element]
+    if metal_contact:
+        ll += METAL_CONTACT_BONUS.get(element, 0.0)
+    return ll
 
 
 class BaselineTyper:
@@ -55,22 +88,31 @@ class BaselineTyper:
             raise ValueError("the baseline typer needs one electron estimate per atom")
         order_z = context.symmetry.space_group().order_z()
         expected = expected_per_asu(context.contents, order_z)
+        envs = _environments(atoms, context)
         if expected:
             estimates = self._calibrated(estimates, expected)
-            prior = {el: n / sum(expected.values()) for el, n in expected.items()}
-            elements = self._by_rank(estimates, expected)
-            elements = self._fix_bond_counts(atoms, elements, estimates, context, set(expected))
+            candidates = sorted(expected, key=lambda e: -ATOMIC_NUMBER[e])
         else:
             estimates = self._calibrated_without_formula(estimates)
-            prior = {el: COMMON_PRIOR.get(el, RARE_PRIOR) for el in ATOMIC_NUMBER
-                     if el not in ("H", "D", "He", "Ne", "Ar", "Kr", "Xe", "Rn")}
-            elements = [max(element_probabilities(e, prior).items(), key=lambda kv: kv[1])[0] for e in estimates]
-        for atom, el, est in zip(atoms, elements, estimates):
-            probs = element_probabilities(est, prior)
-            probs.setdefault(el, 1e-4)
+            candidates = [el for el in ATOMIC_NUMBER if el not in NOBLE_AND_H]
+        # metals: atoms whose estimate says Z >= 20 (a provisional, count-free reading)
+        metal = [e >= 19.5 and _is_metal_like(e) for e in estimates]
+        near_metal = [any(metal[j] and LIGAND_METAL[0] < d < LIGAND_METAL[1] for d, j in env.contacts)
+                      and not metal[i] for i, env in enumerate(envs)]
+        table = [{el: _log_likelihood(est, el, env, nm) for el in candidates}
+                 for est, env, nm in zip(estimates, envs, near_metal)]
+        if expected:
+            elements = _constrained_assignment(table, expected)
+        else:
+            prior = {el: math.log(COMMON_PRIOR.get(el, RARE_PRIOR)) for el in candidates}
+            elements = [max(row, key=lambda el: row[el] + prior[el]) for row in table]
+            table = [{el: row[el] + prior[el] for el in row} for row in table]
+        for atom, el, row in zip(atoms, elements, table):
+            probs = _softmax(row)
             atom.element = el
-            atom.element_probabilities = probs
-            atom.confidence = probs[el] / sum(probs.values())
+            atom.element_probabilities = {k: v for k, v in sorted(probs.items(), key=lambda kv: -kv[1])
+                                          if v > 1e-4 or k == el}
+            atom.confidence = probs[el]
         return atoms
 
     @staticmethod
@@ -88,32 +130,41 @@ class BaselineTyper:
         med = sorted(estimates)[len(estimates) // 2]
         return [e * 6.0 / max(med, 1e-6) for e in estimates]
 
-    @staticmethod
-    def _by_rank(estimates: list[float], expected: dict[str, int]) -> list[str]:
-        order = sorted(range(len(estimates)), key=lambda i: -estimates[i])
-        queue = [el for el in sorted(expected, key=lambda e: -ATOMIC_NUMBER[e]) for _ in range(expected[el])]
-        lightest = min(expected, key=lambda e: ATOMIC_NUMBER[e])
-        elements = [lightest] * len(estimates)
-        for rank, i in enumerate(order):
-            elements[i] = queue[rank] if rank < len(queue) else lightest
-        return elements
 
-    @staticmethod
-    def _fix_bond_counts(atoms, elements, estimates, context, allowed: set[str]) -> list[str]:
-        """Swap pairs of neighbouring-Z elements when one has more bonds than its element allows."""
-        xs = _provisional_structure(atoms, elements, context)
-        n_bonds = [len(row) for row in bonds(xs, elements)]
-        for i, el in enumerate(elements):
-            if n_bonds[i] <= MAX_BONDS.get(el, 8):
-                continue
-            # the lighter partner most likely to be mis-ranked: closest estimate, and able to hold fewer bonds
-            candidates = [j for j, other in enumerate(elements)
-                          if other != el and ATOMIC_NUMBER[other] < ATOMIC_NUMBER[el]
-                          and n_bonds[j] <= MAX_BONDS.get(el, 8) and n_bonds[i] <= MAX_BONDS.get(other, 8)]
-            if candidates:
-                j = min(candidates, key=lambda j: abs(estimates[j] - estimates[i]))
-                elements[i], elements[j] = elements[j], elements[i]
-        return elements
+NOBLE_AND_H = ("H", "D", "He", "Ne", "Ar", "Kr", "Xe", "Rn")
+
+
+def _softmax(row: dict[str, float]) -> dict[str, float]:
+    top = max(row.values())
+    w = {el: math.exp(v - top) for el, v in row.items()}
+    total = sum(w.values())
+    return {el: v / total for el, v in w.items()}
+
+
+def _constrained_assignment(table: list[dict[str, float]], expected: dict[str, int]) -> list[str]:
+    """Most likely elements that honour the expected counts (extra atoms take the lightest element)."""
+    import numpy as np
+    from scipy.optimize import linear_sum_assignment
+    slots = [el for el, n in expected.items() for _ in range(n)]
+    lightest = min(expected, key=lambda e: ATOMIC_NUMBER[e])
+    slots += [lightest] * max(0, len(table) - len(slots))
+    cost = np.array([[-row[el] for el in slots] for row in table])
+    rows, cols = linear_sum_assignment(cost)
+    elements = [lightest] * len(table)
+    for r, c in zip(rows, cols):
+        elements[r] = slots[c]
+    return elements
+
+
+def _is_metal_like(estimate: float) -> bool:
+    """Heavy scatterers that are not the common heavy non-metals (S, Cl, Br, I, P, Se, As)."""
+    return not any(abs(estimate - ATOMIC_NUMBER[el]) < 1.0 for el in ("S", "Cl", "Br", "I", "Se", "As"))
+
+
+def _environments(atoms: list[Atom], context: TypingContext) -> list[Environment]:
+    from aisolve.core.geometry import contacts
+    xs = _provisional_structure(atoms, ["C"] * len(atoms), context)
+    return [Environment([(c.distance, c.j) for c in row]) for row in contacts(xs, cutoff=LIGAND_METAL[1])]
 
 
 def _provisional_structure(atoms: list[Atom], elements: list[str], context: TypingContext):
