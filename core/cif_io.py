@@ -285,7 +285,11 @@ def _structure(block: gemmi.cif.Block, source: str, res_text: str | None) -> Str
     warnings = []
     if formula:
         try:
-            contents = {el: n * (z or 1) for el, n in parse_formula(formula).items()}
+            per_unit = parse_formula(formula)
+            if z is None:
+                z = _z_from_volume(cell, per_unit)
+                warnings.append(f"no _cell_formula_units_Z: Z = {z:g} estimated from the cell volume")
+            contents = {el: n * z for el, n in per_unit.items()}
         except ValueError as exc:
             warnings.append(str(exc))
     st = Structure(cell=cell, space_group=group, title=block.name, cell_esd=esd, z=z,
@@ -301,6 +305,13 @@ def _structure(block: gemmi.cif.Block, source: str, res_text: str | None) -> Str
     if not atoms:
         raise InputError(source, f"data block {block.name}: CIF has no atoms (no _atom_site loop)")
     return st
+
+
+def _z_from_volume(cell, per_unit: dict[str, float]) -> float:
+    """Formula units per cell from about 18 A^3 per non-H atom."""
+    from cctbx import uctbx
+    n_non_h = sum(n for el, n in per_unit.items() if el not in ("H", "D")) or 1.0
+    return float(max(1, round(uctbx.unit_cell(cell).volume() / (18.0 * n_non_h))))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,186 @@
+"""The classical pipeline end to end: simulated and real data, evaluation, bad input."""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from aisolve.core.cif_io import read_cif
+from aisolve.core.errors import InputError
+from aisolve.core.evaluate import evaluate, h_counts_by_distance
+from aisolve.core.model import ReflectionData
+from aisolve.core.outputs import hydrogen_counts
+from aisolve.core.pipeline import SolveOptions, check_inputs, solve
+from aisolve.core.shelx_ins import read_ins
+from aisolve.core import symmetry
+from conftest import EXAMPLE
+from simulate import simulate_intensities
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(scope="module")
+def cod_model():
+    return read_cif(DATA / "cod_7105573.cif").structure
+
+
+def _template(model):
+    t = copy.deepcopy(model)
+    t.atoms, t.peaks = [], []
+    return t
+
+
+def test_simulated_structure_is_solved_completely(cod_model):
+    """Fcalc + noise from a real CIF: every non-H atom found with its element, and R1 < 0.06."""
+    refl = simulate_intensities(cod_model, d_min=0.8, noise=0.02)
+    result = solve(_template(cod_model), refl)
+    assert result.solved and result.figures.r1 < 0.06
+    ev = evaluate(result.structure, cod_model, hydrogen_counts(result.structure.atoms))
+    assert ev.all_correct, ev.mismatches
+    assert ev.n_extra == 0
+    assert ev.h_accuracy == 1.0, ev.mismatches
+    assert all(a.confidence is not None for a in result.structure.non_h_atoms())
+
+
+def test_solve_without_formula_says_so(cod_model):
+    refl = simulate_intensities(cod_model, d_min=0.8, noise=0.02)
+    result = solve(_template(cod_model), refl, SolveOptions(use_formula=False))
+    assert not result.formula_used
+    assert any("no cell contents" in w for w in result.warnings)
+    assert result.solved
+    ev = evaluate(result.structure, cod_model)
+    assert ev.n_matched == ev.n_reference  # positions right; elements from density alone
+
+
+def test_evaluation_scores_shifted_and_inverted_copy_as_perfect():
+    ref = read_ins(EXAMPLE / "reference" / "sucrose.res")
+    moved = copy.deepcopy(ref)
+    # P2_1 allows any shift along b and half-cell shifts in a and c; the inverted copy is the enantiomorph.
+    for a in moved.atoms:
+        a.xyz = (0.5 - a.xyz[0], 0.37 - a.xyz[1], -a.xyz[2])
+    moved.atoms.reverse()
+    h = [n for a, n in zip(moved.atoms, h_counts_by_distance(moved)) if a.element != "H"]
+    ev = evaluate(moved, ref, h)
+    assert ev.all_correct and ev.n_matched == 23 and ev.rms < 1e-6 and ev.h_accuracy == 1.0
+
+
+def test_evaluation_catches_wrong_elements_and_missing_atoms():
+    ref = read_ins(EXAMPLE / "reference" / "sucrose.res")
+    bad = copy.deepcopy(ref)
+    bad.atoms = [a for a in bad.atoms if a.label != "C11"]
+    next(a for a in bad.atoms if a.label == "O10").element = "N"
+    ev = evaluate(bad, ref)
+    assert not ev.all_correct and ev.n_matched == 22 and ev.n_element_correct == 21
+    assert any("O10" in m for m in ev.mismatches)
+
+
+def run_cli(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "aisolve.server.cli", *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def _digest(p: Path) -> str:
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+def test_cli_solve_example_writes_results_and_leaves_inputs(tmp_path):
+    ins, hkl = EXAMPLE / "sucrose.ins", EXAMPLE / "sucrose.hkl"
+    before = (_digest(ins), _digest(hkl))
+    out = tmp_path / "out"
+    r = run_cli("solve", ins, hkl, "-o", out)
+    assert r.returncode == 0, r.stderr
+    assert "solved" in r.stdout and "R1" in r.stdout and "%" in r.stderr  # progress bar on stderr
+    assert (_digest(ins), _digest(hkl)) == before
+    report = json.loads((out / "report.json").read_text())
+    assert report["solved"] and report["figures"]["r1"] < 0.06
+    assert [s["stage"] for s in report["stages"]][:2] == ["data_preparation", "phasing"]
+    assert len(report["atoms"]) == 23 and all(0 <= a["confidence"] <= 1 for a in report["atoms"])
+    res = read_ins(out / "sucrose.res")
+    assert len(res.non_h_atoms()) == 23 and len(res.hydrogens()) == 22
+    assert {a.afix for a in res.hydrogens()} <= {13, 23, 43, 93, 137, 147, 163}
+    assert all(a.riding_u in (1.2, 1.5) for a in res.hydrogens())
+    cif = read_cif(out / "sucrose.cif")
+    assert len(cif.structure.atoms) == 45 and cif.reflections is not None
+    assert "_refine_ls_R_factor_gt" in (out / "sucrose.cif").read_text()
+    fcf = (out / "sucrose.fcf").read_text()
+    assert "_shelx_refln_list_code          6" in fcf and "_refln_phase_calc" in fcf
+    # A second run keeps the first result as a numbered backup instead of overwriting it.
+    r = run_cli("solve", ins, hkl, "-o", out, "-q")
+    assert r.returncode == 0 and (out / "sucrose.res.1").exists()
+
+
+def test_cell_inconsistent_with_data_is_refused():
+    st = read_ins(EXAMPLE / "sucrose.ins")
+    refl = ReflectionData(indices=np.array([[40, 0, 0], [1, 1, 1]]), data=np.array([10.0, 20.0]),
+                          sigmas=np.array([1.0, 1.0]), source="x.hkl")
+    with pytest.raises(InputError) as err:
+        check_inputs(st, refl)
+    assert "cell does not fit the data" in str(err.value) and "x.hkl" in str(err.value)
+
+
+def test_violated_absences_are_named(cod_model):
+    refl = simulate_intensities(cod_model, d_min=0.9)  # P 21/n data
+    wrong = _template(cod_model)
+    wrong.space_group = symmetry.from_symbol("P 1 21/c 1")
+    warnings = check_inputs(wrong, refl)
+    assert len(warnings) == 1 and "h0l" in warnings[0] and "P 1 21/c 1" in warnings[0]
+
+
+def test_data_too_poor_to_phase_exit_1_with_report(tmp_path):
+    st_text = (EXAMPLE / "sucrose.ins").read_text()
+    rng = np.random.default_rng(3)
+    lines = []
+    for h in range(-4, 5):
+        for k in range(0, 5):
+            for l in range(0, 5):
+                if (h, k, l) != (0, 0, 0):
+                    lines.append(f"{h:4d}{k:4d}{l:4d}{rng.exponential(100):8.2f}{60.0:8.2f}")
+    (tmp_path / "noise.ins").write_text(st_text)
+    (tmp_path / "noise.hkl").write_text("\n".join(lines) + "\n   0   0   0    0.00    0.00\n")
+    out = tmp_path / "out"
+    r = run_cli("solve", tmp_path / "noise.ins", tmp_path / "noise.hkl", "-o", out, "--phasing-time", "5")
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert "NOT SOLVED" in r.stdout and "Traceback" not in r.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["solved"] is False and report["warnings"]
+
+
+def test_cli_cell_mismatch_exit_2(tmp_path):
+    text = (EXAMPLE / "sucrose.ins").read_text().replace("7.772741 8.721603 10.863736", "1.5 1.6 1.7")
+    (tmp_path / "x.ins").write_text(text)
+    (tmp_path / "x.hkl").write_text((EXAMPLE / "sucrose.hkl").read_text())
+    r = run_cli("solve", tmp_path / "x.ins", tmp_path / "x.hkl", "-o", tmp_path / "o")
+    assert r.returncode == 2 and "cell does not fit the data" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_solve_from_cif_and_from_mtz(tmp_path):
+    """The other entry points: a CIF with embedded res/hkl, and an MTZ with --formula."""
+    from aisolve.core.cif_io import write_cif_text
+    from aisolve.core.mtz_io import write_reflections_mtz
+    from aisolve.core.solve_inputs import load_solve_inputs
+    ins = EXAMPLE / "sucrose.ins"
+    hkl = EXAMPLE / "sucrose.hkl"
+    st = read_ins(EXAMPLE / "reference" / "sucrose.res")
+    cif = tmp_path / "s.cif"
+    cif.write_text(write_cif_text(st, block_name="s", res_text=ins.read_text(), hkl_text=hkl.read_text()))
+    inputs = load_solve_inputs([str(cif)])
+    assert inputs.template.cell_contents == {"C": 24, "H": 44, "O": 22} and not inputs.template.atoms
+    assert len(inputs.reflections) == 13643
+    result = solve(inputs.template, inputs.reflections)
+    assert result.solved and len(result.structure.non_h_atoms()) == 23
+
+    merged = inputs.reflections.miller_array(st.symmetry).merge_equivalents().array()
+    refl = ReflectionData(indices=np.array(merged.indices(), dtype=np.int32),
+                          data=merged.data().as_numpy_array(), sigmas=merged.sigmas().as_numpy_array())
+    mtz = tmp_path / "s.mtz"
+    write_reflections_mtz(mtz, refl, st.cell, st.space_group)
+    r = run_cli("solve", mtz, "--formula", "C12 H22 O11", "--z", "2", "-o", tmp_path / "m", "-q")
+    assert r.returncode == 0, r.stderr
+    report = json.loads((tmp_path / "m" / "report.json").read_text())
+    assert report["solved"] and report["model"]["formula_asu"] == "C12 H22 O11"
