@@ -70,5 +70,7 @@ class ChargeFlippingPhaser:
         if not candidates:
             return PhasingResult(route=self.name, f_calc=None, trials=trials,
                                  notes=notes + ["charge flipping found no solution"])
-        fom, f_calc = max(candidates, key=lambda c: c[0])
-        return PhasingResult(route=self.name, f_calc=f_calc, trials=trials, figure_of_merit=fom, notes=notes)
+        candidates.sort(key=lambda c: -c[0])
+        fom, f_calc = candidates[0]
+        return PhasingResult(route=self.name, f_calc=f_calc, trials=trials, figure_of_merit=fom, notes=notes,
+                             candidates=candidates)

@@ -137,6 +137,50 @@ def _occupancy_estimates(xs: xray.structure, fo_sq: miller.array, fixed_u: float
     return [sc.occupancy * ATOMIC_NUMBER[sc.scattering_type] for sc in trial.scatterers()]
 
 
+def _initial_model(f_calc: miller.array, sym: crystal.symmetry, n_expected: int,
+                   u0: float) -> xray.structure | None:
+    """Peaks of a phased map as carbon atoms: the expected number, cut where the heights collapse."""
+    peaks = fourier_peaks(f_calc, max_peaks=int(1.5 * n_expected) + 5)
+    if not peaks:
+        return None
+    top = [p.height for p in peaks[:n_expected]]
+    cut = 0.3 * float(np.median(top))
+    chosen = [p for p in peaks if p.height >= cut][: int(math.ceil(1.15 * n_expected))]
+    return _xs_from_sites(sym, [p.xyz for p in chosen], ["C"] * len(chosen), u0)
+
+
+def _rank_types(xs: xray.structure, contents: dict[str, float], sym: crystal.symmetry) -> None:
+    """Quick typing by peak order: heaviest expected elements on the first (highest) peaks."""
+    expected = expected_per_asu(contents, sym.space_group().order_z())
+    queue = [el for el in sorted(expected, key=lambda e: -ATOMIC_NUMBER[e]) for _ in range(expected[el])]
+    for k, sc in enumerate(xs.scatterers()):
+        sc.scattering_type = queue[k] if k < len(queue) else (queue[-1] if queue else "C")
+    xs.discard_scattering_type_registry()
+
+
+MAX_CANDIDATES = 4
+
+
+def _best_candidate(phasing: PhasingResult, data: PreparedData, sym: crystal.symmetry,
+                    contents: dict[str, float], n_expected: int, u0: float):
+    """Truth-free choice among phasing candidates: R1 after a quick model build and refinement."""
+    best, best_r1, tried = None, math.inf, 0
+    for fom, f_calc in phasing.candidates[:MAX_CANDIDATES] or [(phasing.figure_of_merit, phasing.f_calc)]:
+        xs = _initial_model(f_calc, sym, n_expected, u0)
+        if xs is None:
+            continue
+        tried += 1
+        quick = xs.deep_copy_scatterers()
+        _rank_types(quick, contents, sym)
+        set_refinement_flags(quick, aniso=False)
+        r1 = refine(quick, data.fo_sq, cycles=4).figures.r1
+        if r1 < best_r1:
+            best, best_r1, best_fom = xs, r1, fom
+    if best is None:
+        return None, "no candidate map had peaks"
+    return best, f"{tried} candidate maps compared; chosen: skewness {best_fom:.2f}, quick-refinement R1 {best_r1:.3f}"
+
+
 def _type_atoms(xs: xray.structure, data: PreparedData, contents: dict[str, float], typer: AtomTyper,
                 sym: crystal.symmetry) -> list[Atom]:
     estimates = _electron_estimates(xs, data.fo_sq)
@@ -266,15 +310,12 @@ def solve(structure: Structure, refl: ReflectionData, options: SolveOptions | No
         return base
 
     progress(0.42, "peak search")
-    peaks = timer.run("peak_search", fourier_peaks, phasing.f_calc, max_peaks=int(1.5 * n_expected) + 5)
-    if not peaks:
-        warnings.append("the map has no peaks")
-        return base
-    top = [p.height for p in peaks[:n_expected]]
-    cut = 0.3 * float(np.median(top))
-    chosen = [p for p in peaks if p.height >= cut][: int(math.ceil(1.15 * n_expected))]
     u0 = min(max(data.wilson_b / (8 * math.pi ** 2), 0.01), 0.08)
-    xs = _xs_from_sites(sym, [p.xyz for p in chosen], ["C"] * len(chosen), u0)
+    xs, choice = timer.run("candidate_choice", _best_candidate, phasing, data, sym, contents, n_expected, u0)
+    if xs is None:
+        warnings.append("the maps have no peaks")
+        return base
+    phasing.notes.append(choice)
 
     progress(0.5, "typing atoms")
     atoms = timer.run("atom_typing", _type_atoms, xs, data, contents, typer, sym)

@@ -35,6 +35,8 @@ class PhasingResult:
     trials: list[PhasingTrial] = field(default_factory=list)
     figure_of_merit: float | None = None
     notes: list[str] = field(default_factory=list)
+    # every distinct candidate (figure of merit, phased amplitudes), best figure first
+    candidates: list[tuple[float, miller.array]] = field(default_factory=list)
 
     @property
     def solved(self) -> bool:
