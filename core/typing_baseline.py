@@ -24,12 +24,13 @@ RARE_PRIOR = 0.0005  # any other element
 
 
 def expected_per_asu(contents: dict[str, float], order_z: int) -> dict[str, int]:
-    counts = {}
-    for el, n in contents.items():
-        if el in ("H", "D") or n <= 0:
-            continue
-        counts[el] = max(1, int(round(n / order_z)))
-    return counts
+    """Whole atoms per asymmetric unit, for counting how many atoms to look for."""
+    return {el: max(1, int(round(n))) for el, n in expected_fraction_per_asu(contents, order_z).items()}
+
+
+def expected_fraction_per_asu(contents: dict[str, float], order_z: int) -> dict[str, float]:
+    """Non-H atoms of each element per asymmetric unit (atoms on special positions count 1/order)."""
+    return {el: n / order_z for el, n in contents.items() if el not in ("H", "D") and n > 0}
 
 
 def _sigma(z: float) -> float:
@@ -102,7 +103,10 @@ class BaselineTyper:
         table = [{el: _log_likelihood(est, el, env, nm) for el in candidates}
                  for est, env, nm in zip(estimates, envs, near_metal)]
         if expected:
-            elements = _constrained_assignment(table, expected)
+            sps = context.symmetry.special_position_settings(min_distance_sym_equiv=0.5)
+            weights = [sps.site_symmetry(a.xyz).multiplicity() / order_z for a in atoms]
+            elements = _constrained_assignment(table, expected_fraction_per_asu(context.contents, order_z),
+                                               weights)
         else:
             prior = {el: math.log(COMMON_PRIOR.get(el, RARE_PRIOR)) for el in candidates}
             elements = [max(row, key=lambda el: row[el] + prior[el]) for row in table]
@@ -141,19 +145,43 @@ def _softmax(row: dict[str, float]) -> dict[str, float]:
     return {el: v / total for el, v in w.items()}
 
 
-def _constrained_assignment(table: list[dict[str, float]], expected: dict[str, int]) -> list[str]:
-    """Most likely elements that honour the expected counts (extra atoms take the lightest element)."""
+COUNT_SLACK_PENALTY = 6.0  # log-likelihood units per atom of deviation from the expected counts
+
+
+def _constrained_assignment(table: list[dict[str, float]], expected: dict[str, float],
+                            weights: list[float]) -> list[str]:
+    """Most likely elements whose totals match the expected counts (a small MILP).
+
+    Atom i counts `weights[i]` towards its element (1 on a general position, 1/order on a special
+    one). Deviations from the expected totals are allowed at a penalty, so missing or extra
+    atoms keep the problem feasible; the lightest element takes up any surplus for free.
+    """
     import numpy as np
-    from scipy.optimize import linear_sum_assignment
-    slots = [el for el, n in expected.items() for _ in range(n)]
-    lightest = min(expected, key=lambda e: ATOMIC_NUMBER[e])
-    slots += [lightest] * max(0, len(table) - len(slots))
-    cost = np.array([[-row[el] for el in slots] for row in table])
-    rows, cols = linear_sum_assignment(cost)
-    elements = [lightest] * len(table)
-    for r, c in zip(rows, cols):
-        elements[r] = slots[c]
-    return elements
+    from scipy.optimize import Bounds, LinearConstraint, milp
+    elements = list(expected)
+    lightest = min(elements, key=lambda e: ATOMIC_NUMBER[e])
+    n, m = len(table), len(elements)
+    # variables: x[i, e] (binary), then under[e], over[e] (continuous >= 0)
+    c = np.concatenate([-np.array([[row[e] for e in elements] for row in table]).ravel(),
+                        np.full(m, COUNT_SLACK_PENALTY),
+                        [0.0 if e == lightest else COUNT_SLACK_PENALTY for e in elements]])
+    one_each = np.zeros((n, n * m + 2 * m))
+    for i in range(n):
+        one_each[i, i * m:(i + 1) * m] = 1.0
+    totals = np.zeros((m, n * m + 2 * m))
+    for k in range(m):
+        for i in range(n):
+            totals[k, i * m + k] = weights[i]
+        totals[k, n * m + k] = 1.0  # under-filled
+        totals[k, n * m + m + k] = -1.0  # over-filled
+    target = np.array([expected[e] for e in elements])
+    res = milp(c, constraints=[LinearConstraint(one_each, 1, 1), LinearConstraint(totals, target, target)],
+               integrality=np.concatenate([np.ones(n * m), np.zeros(2 * m)]),
+               bounds=Bounds(0, np.concatenate([np.ones(n * m), np.full(2 * m, np.inf)])))
+    if not res.success:
+        raise RuntimeError(f"element assignment failed: {res.message}")
+    x = res.x[: n * m].reshape(n, m)
+    return [elements[int(np.argmax(x[i]))] for i in range(n)]
 
 
 def _is_metal_like(estimate: float) -> bool:
