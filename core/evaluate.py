@@ -2,8 +2,8 @@
 
 Atoms are matched with cctbx's Euclidean model matching (emma), which tries every allowed origin
 shift of the space group and the inverted model, within 0.5 A. Reference atoms that count are the
-non-H atoms of the main conformation (PART 0 or 1, occupancy >= 0.5); minor disorder components
-may be matched but are not required.
+non-H atoms of the main conformation (PART 0, 1 or -1, occupancy >= 0.5); minor disorder
+components may be matched but are not required.
 """
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ class Evaluation:
 
 def _required(st: Structure) -> list[int]:
     return [i for i, a in enumerate(st.atoms)
-            if a.element not in ("H", "D") and a.part in (0, 1) and a.occupancy >= 0.5 - 1e-6]
+            if a.element not in ("H", "D") and a.part in (0, 1, -1) and a.occupancy >= 0.5 - 1e-6]
 
 
 def h_counts_by_distance(st: Structure, max_distance: float = 1.25) -> list[int]:

@@ -241,13 +241,44 @@ def _distances_to_others(xs: xray.structure, i: int) -> list[float]:
 
 def _add_riding_hydrogens(xs: xray.structure, groups: list[HydrogenGroup]) -> list:
     """Append the H atoms of `groups` to `xs`; return their smtbx riding constraints."""
-    first_h = []
+    first_h = _first_h_indices(groups, xs.scatterers().size())
     for g in groups:
-        first_h.append(xs.scatterers().size())
         u_pivot = xs.scatterers()[g.pivot].u_iso_or_equiv(xs.unit_cell())
         for site in g.sites_frac:
             xs.add_scatterer(xray.scatterer(label="H", site=site, u=g.u_factor * u_pivot, scattering_type="H"))
     return _riding_constraints(groups, first_h)
+
+
+def _hydrogen_groups(heavy_xs, result, data, structure, timer, progress) -> list[HydrogenGroup]:
+    progress(0.85, "riding hydrogens")
+    density = _density_function(heavy_xs, data, result.figures.scale)
+    return timer.run("hydrogens", place_hydrogens, heavy_xs, structure.temperature, density)
+
+
+def _refine_with_hydrogens(heavy_xs, groups, data, aniso, timer, warnings):
+    """Heavy atoms plus riding H, refined; a group smtbx refuses is dropped and reported."""
+    while True:
+        xs = heavy_xs.deep_copy_scatterers()
+        constraints = _add_riding_hydrogens(xs, groups)
+        set_refinement_flags(xs, aniso=aniso)
+        try:
+            result = timer.run("refine_final", refine, xs, data.fo_sq, 10, constraints)
+            return xs, result, groups, constraints
+        except InvalidConstraint as exc:
+            # smtbx judges connectivity by its own bond table (metal contacts count there)
+            pivot = _pivot_in_message(str(exc), xs, groups)
+            if pivot is None:
+                raise
+            warnings.append(f"riding H on atom {pivot + 1} dropped: smtbx refused the group ({exc})")
+            groups = [g for g in groups if g.pivot != pivot]
+
+
+def _first_h_indices(groups: list[HydrogenGroup], n_heavy: int) -> list[int]:
+    out, start = [], n_heavy
+    for g in groups:
+        out.append(start)
+        start += len(g.sites_frac)
+    return out
 
 
 def _pivot_in_message(message: str, xs: xray.structure, groups: list[HydrogenGroup]) -> int | None:
@@ -339,32 +370,13 @@ def solve(structure: Structure, refl: ReflectionData, options: SolveOptions | No
     result = timer.run("refine_heavy", refine, xs, data.fo_sq, 10)
     n_heavy = xs.scatterers().size()
 
-    groups: list[HydrogenGroup] = []
-    constraints: list = []
     for k, sc in enumerate(xs.scatterers()):
         sc.label = f"X{k + 1}"  # unique labels, so that smtbx's messages name one atom
     heavy_xs = xs.deep_copy_scatterers()
-    if options.hydrogens != "none" and result.figures.r1 < UNSOLVED_R1:
-        progress(0.85, "riding hydrogens")
-        density = _density_function(xs, data, result.figures.scale)
-        groups = timer.run("hydrogens", place_hydrogens, xs, structure.temperature, density)
-
+    with_h = options.hydrogens != "none" and result.figures.r1 < UNSOLVED_R1
+    groups = _hydrogen_groups(heavy_xs, result, data, structure, timer, progress) if with_h else []
     progress(0.92, "final refinement")
-    while True:
-        xs = heavy_xs.deep_copy_scatterers()
-        constraints = _add_riding_hydrogens(xs, groups)
-        set_refinement_flags(xs, aniso=aniso)
-        try:
-            result = timer.run("refine_final", refine, xs, data.fo_sq, 10, constraints)
-            break
-        except InvalidConstraint as exc:
-            # smtbx judges connectivity by its own bond table (metal contacts count there):
-            # a group it refuses is dropped, and said so.
-            pivot = _pivot_in_message(str(exc), xs, groups)
-            if pivot is None:
-                raise
-            warnings.append(f"riding H on atom {pivot + 1} dropped: smtbx refused the group ({exc})")
-            groups = [g for g in groups if g.pivot != pivot]
+    xs, result, groups, constraints = _refine_with_hydrogens(heavy_xs, groups, data, aniso, timer, warnings)
     weight = optimise_weights(data.fo_sq, result.fc_sq, result.figures.n_parameters, result.figures.scale)
     result = timer.run("refine_weighted", refine, xs, data.fo_sq, 4, constraints, weight)
     f_calc = data.fo_sq.structure_factors_from_scatterers(xs, algorithm="direct").f_calc()
