@@ -256,7 +256,9 @@ def _hydrogen_groups(heavy_xs, result, data, structure, timer, progress) -> list
 
 
 def _refine_with_hydrogens(heavy_xs, groups, data, aniso, timer, warnings):
-    """Heavy atoms plus riding H, refined; a group smtbx refuses is dropped and reported."""
+    """Heavy atoms plus riding H, refined. smtbx judges connectivity by its own bond table (metal
+    contacts count there) and cannot ride on some symmetry copies: groups it refuses are dropped
+    and reported."""
     while True:
         xs = heavy_xs.deep_copy_scatterers()
         constraints = _add_riding_hydrogens(xs, groups)
@@ -264,13 +266,37 @@ def _refine_with_hydrogens(heavy_xs, groups, data, aniso, timer, warnings):
         try:
             result = timer.run("refine_final", refine, xs, data.fo_sq, 10, constraints)
             return xs, result, groups, constraints
-        except InvalidConstraint as exc:
-            # smtbx judges connectivity by its own bond table (metal contacts count there)
+        except (InvalidConstraint, TypeError) as exc:
             pivot = _pivot_in_message(str(exc), xs, groups)
-            if pivot is None:
+            refused = [pivot] if pivot is not None else _refused_pivots(heavy_xs, groups, data)
+            if not refused:
                 raise
-            warnings.append(f"riding H on atom {pivot + 1} dropped: smtbx refused the group ({exc})")
-            groups = [g for g in groups if g.pivot != pivot]
+            warnings.append(f"riding H dropped on atom(s) {', '.join(str(p + 1) for p in refused)}: "
+                            f"smtbx refused the group ({str(exc).splitlines()[0][:80]})")
+            groups = [g for g in groups if g.pivot not in refused]
+
+
+def _refused_pivots(heavy_xs, groups, data) -> list[int]:
+    """Pivots whose group smtbx cannot set up next to the groups accepted before it.
+
+    Groups are added one at a time, since a failure can come from two groups together (a
+    neighbour that is a riding H of another group, across a symmetry operation).
+    """
+    from smtbx import refinement
+    from smtbx.refinement import least_squares
+    accepted, bad = [], []
+    for g in groups:
+        xs = heavy_xs.deep_copy_scatterers()
+        constraints = _add_riding_hydrogens(xs, accepted + [g])
+        set_refinement_flags(xs, aniso=False)
+        try:
+            refinement.model(fo_sq=data.fo_sq.as_xray_observations(), xray_structure=xs,
+                             constraints=constraints, restraints_manager=None,
+                             weighting_scheme=least_squares.mainstream_shelx_weighting()).least_squares()
+            accepted.append(g)
+        except (InvalidConstraint, TypeError):
+            bad.append(g.pivot)
+    return bad
 
 
 def _first_h_indices(groups: list[HydrogenGroup], n_heavy: int) -> list[int]:
