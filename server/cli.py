@@ -94,6 +94,40 @@ def cmd_solve(args: argparse.Namespace) -> int:
     return EXIT_OK if result.solved else EXIT_FAILED
 
 
+def cmd_data_generate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from aisolve.core.errors import InputError
+    from aisolve.models.data.generate import GenConfig, generate
+    from aisolve.server.progress import ProgressBar
+
+    cif_dir = args.cif_dir
+    if cif_dir and not (Path(cif_dir) / "MANIFEST.tsv").is_file():
+        raise InputError(cif_dir, "not a training-cifs folder (no MANIFEST.tsv)")
+    cfg = GenConfig(n=args.n, seed=args.seed, cif_dir=cif_dir, shard_size=args.shard_size,
+                    weights={"cif": args.cif_weight, "smiles": 1.0 - args.cif_weight})
+    manifest = generate(cfg, args.output, jobs=args.jobs, progress=ProgressBar(enabled=not args.quiet))
+    print((Path(args.output) / "stats.md").read_text())
+    print(f"wrote {manifest['n_graphs']} graphs in {len(manifest['shards'])} shards to {args.output}")
+    return EXIT_OK
+
+
+def cmd_data_stats(args: argparse.Namespace) -> int:
+    from collections import Counter
+    from pathlib import Path
+
+    from aisolve.core.errors import InputError
+    from aisolve.models.data.shards import read_shard, statistics, statistics_markdown
+
+    folder = Path(args.folder)
+    shards = sorted(folder.glob("shard_*.npz"))
+    if not shards:
+        raise InputError(folder, "no shard_*.npz files here")
+    graphs = [g for s in shards for g in read_shard(s)]
+    print(statistics_markdown(statistics(graphs, Counter())))
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="aisolve", description="AI structure solution for small-molecule crystallography")
     p.add_argument("--debug", action="store_true", help="show Python tracebacks for internal errors")
@@ -118,6 +152,22 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--seed", type=int, default=0)
     sv.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     sv.set_defaults(func=cmd_solve)
+
+    data = sub.add_parser("data", help="training data: labelled peak graphs")
+    dsub = data.add_subparsers(dest="data_command", required=True)
+    gen = dsub.add_parser("generate", help="generate N labelled peak graphs into sharded files")
+    gen.add_argument("-n", type=int, required=True)
+    gen.add_argument("-o", "--output", required=True)
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--jobs", type=int, default=2)
+    gen.add_argument("--cif-dir", help="training-cifs folder (real structures); without it only SMILES")
+    gen.add_argument("--cif-weight", type=float, default=0.5, help="share of real structures")
+    gen.add_argument("--shard-size", type=int, default=500)
+    gen.add_argument("-q", "--quiet", action="store_true")
+    gen.set_defaults(func=cmd_data_generate)
+    st = dsub.add_parser("stats", help="statistics of a generated data set")
+    st.add_argument("folder")
+    st.set_defaults(func=cmd_data_stats)
     return p
 
 
