@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cctbx import euclidean_model_matching as emma
-from cctbx import xray
 
 from aisolve.core.geometry import contacts
 from aisolve.core.model import Structure

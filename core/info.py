@@ -8,7 +8,7 @@ from cctbx import crystal
 from aisolve.core.cif_io import read_cif
 from aisolve.core.elements import hill_formula
 from aisolve.core.errors import InputError
-from aisolve.core.loaders import (_exists, companion_model, data_hklf, kind_of, load_reflections,
+from aisolve.core.loaders import (require_file, companion_model, data_hklf, kind_of, load_reflections,
                                   load_structure)
 from aisolve.core.model import ReflectionData, Structure
 from aisolve.core.reflection_stats import summarise
@@ -53,7 +53,7 @@ def _reflection_info(refl: ReflectionData, sym: crystal.symmetry) -> dict:
 
 
 def file_info(path: str | Path) -> dict:
-    _exists(path)
+    require_file(path)
     kind = kind_of(path)
     out: dict = {"file": str(path)}
     if kind == "structure":

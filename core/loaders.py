@@ -28,14 +28,14 @@ def kind_of(path: str | Path) -> str:
     raise InputError(path, "unsupported file type (aisolve reads .ins, .res, .hkl, .cif, .fcf and .mtz)")
 
 
-def _exists(path: str | Path) -> None:
+def require_file(path: str | Path) -> None:
     file_path, _ = split_block(path)
     if not file_path.is_file():
         raise InputError(file_path, "no such file")
 
 
 def load_structure(path: str | Path) -> Structure:
-    _exists(path)
+    require_file(path)
     kind = kind_of(path)
     if kind == "structure":
         return read_ins(path)
@@ -48,7 +48,7 @@ def load_structure(path: str | Path) -> Structure:
 
 
 def load_reflections(path: str | Path, hklf: int = 4) -> ReflectionData:
-    _exists(path)
+    require_file(path)
     file_path, _ = split_block(path)
     suffix = file_path.suffix.lower()
     if suffix == ".hkl":

@@ -377,7 +377,6 @@ def solve(structure: Structure, refl: ReflectionData, options: SolveOptions | No
     progress(0.5, "typing atoms")
     atoms = timer.run("atom_typing", _type_atoms, xs, data, contents, typer, sym)
     _apply_types(xs, atoms)
-    result = None
     for cycle in range(options.difference_cycles):
         progress(0.55 + 0.05 * cycle, f"refinement and difference map, cycle {cycle + 1}")
         set_refinement_flags(xs, aniso=False)

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from cctbx import miller, xray
-from cctbx.array_family import flex
 from scitbx.lstbx import normal_eqns_solving
 from smtbx import refinement
 from smtbx.refinement import least_squares
@@ -70,9 +69,8 @@ def refine(xs: xray.structure, fo_sq: miller.array, cycles: int = 8, constraints
         restraints_manager=None,
         weighting_scheme=least_squares.mainstream_shelx_weighting(a=weight[0], b=weight[1]))
     ls = model.least_squares()
-    steps = normal_eqns_solving.levenberg_marquardt_iterations(
+    normal_eqns_solving.levenberg_marquardt_iterations(  # iterates in its constructor
         ls, n_max_iterations=cycles, gradient_threshold=1e-6, step_threshold=1e-6)
-    del steps
     ls.build_up()  # figures for the final parameters
     return RefinementResult(xs=xs, figures=_figures(ls, fo_sq, weight), fc_sq=_scaled_fc_sq(ls))
 

@@ -8,7 +8,7 @@ from aisolve.core import symmetry
 from aisolve.core.cif_io import read_cif, split_block
 from aisolve.core.elements import parse_formula
 from aisolve.core.errors import InputError
-from aisolve.core.loaders import data_hklf, kind_of, load_reflections, load_structure, _exists
+from aisolve.core.loaders import data_hklf, kind_of, load_reflections, load_structure, require_file
 from aisolve.core.model import ReflectionData, Structure
 from aisolve.core.shelx_ins import read_ins_text
 
@@ -31,7 +31,7 @@ def load_solve_inputs(paths: list[str], cell: list[float] | None = None, spacegr
                       formula: str | None = None, z: float | None = None,
                       wavelength: float | None = None) -> SolveInputs:
     for p in paths:
-        _exists(p)
+        require_file(p)
     kinds = [kind_of(p) for p in paths]
     template: Structure | None = None
     refl: ReflectionData | None = None

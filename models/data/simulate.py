@@ -5,7 +5,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from cctbx import miller
-from cctbx.array_family import flex
 
 from aisolve.core.model import ReflectionData, Structure
 
