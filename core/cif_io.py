@@ -326,11 +326,12 @@ def write_cif_text(st: Structure, block_name: str | None = None, res_text: str |
                         (a, b, c, al, be, ga)):
         block.set_pair(f"_cell_{tag}", f"{val:.5f}")
     block.set_pair("_cell_volume", f"{st.unit_cell.volume():.3f}")
-    if st.z is not None:
-        block.set_pair("_cell_formula_units_Z", f"{st.z:g}")
+    z = _formula_units(st)
+    if z is not None:
+        block.set_pair("_cell_formula_units_Z", f"{z:g}")
     if st.cell_contents:
         # CIF gives the formula per formula unit; the model holds the contents of the cell.
-        per_unit = {el: n / (st.z or 1) for el, n in st.cell_contents.items()}
+        per_unit = {el: n / (z or 1) for el, n in st.cell_contents.items()}
         block.set_pair("_chemical_formula_sum", gemmi.cif.quote(hill_formula(per_unit)))
     block.set_pair("_diffrn_radiation_wavelength", f"{st.wavelength:.5f}")
     info = st.space_group.type().lookup_symbol()
@@ -360,6 +361,14 @@ def write_cif_text(st: Structure, block_name: str | None = None, res_text: str |
     if hkl_text:
         block.set_pair("_shelx_hkl_file", gemmi.cif.quote(hkl_text.rstrip("\n") + "\n"))
     return doc.as_string(gemmi.cif.Style.Pdbx)
+
+
+def _formula_units(st: Structure) -> float | None:
+    """Z for the CIF: the model's Z when it divides the cell contents evenly, else 1."""
+    if st.z is None:
+        return None
+    whole = all(abs(n / st.z - round(n / st.z)) < 1e-6 for n in st.cell_contents.values())
+    return st.z if whole else 1.0
 
 
 def _block_name(name: str) -> str:
