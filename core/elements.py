@@ -41,6 +41,9 @@ def element_from_label(label: str) -> str | None:
     if not m:
         return None
     letters = m.group(1)
+    # 'HE1', 'HB2': hydrogens named after their carbon (protein style), not helium or boron
+    if len(letters) == 2 and letters[0] in "Hh" and letters[1].isupper():
+        return "H"
     if len(letters) == 2 and letters.upper() in _BY_UPPER:
         return _BY_UPPER[letters.upper()]
     return _BY_UPPER.get(letters[0].upper())

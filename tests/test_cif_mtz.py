@@ -117,3 +117,9 @@ def test_mtz_amplitudes_and_missing_columns(tmp_path):
     with pytest.raises(InputError) as err:
         read_mtz(tmp_path / "bad.mtz")
     assert "no intensity" in str(err.value) and "PHI" in str(err.value)
+
+
+def test_element_from_label_conventions():
+    from aisolve.core.elements import element_from_label
+    assert [element_from_label(x) for x in ("Cl1", "CL2", "C12", "H1A", "HE1", "Hg1", "O")] == \
+        ["Cl", "Cl", "C", "H", "H", "Hg", "O"]
