@@ -316,8 +316,10 @@ def _z_from_volume(cell, per_unit: dict[str, float]) -> float:
 
 # ---------------------------------------------------------------------------------------------
 def write_cif_text(st: Structure, block_name: str | None = None, res_text: str | None = None,
-                   hkl_text: str | None = None, pairs: dict[str, object] | None = None) -> str:
-    """A coreCIF data block with the model; `pairs` adds items such as refinement figures."""
+                   hkl_text: str | None = None, pairs: dict[str, object] | None = None,
+                   reflections: ReflectionData | None = None) -> str:
+    """A coreCIF data block with the model; `pairs` adds items such as refinement figures and
+    `reflections` a `_refln` loop (F^2 or F, with sigmas)."""
     doc = gemmi.cif.Document()
     block = doc.add_new_block(_block_name(block_name or st.title))
     a, b, c, al, be, ga = st.cell
@@ -360,6 +362,11 @@ def write_cif_text(st: Structure, block_name: str | None = None, res_text: str |
         block.set_pair("_shelx_res_file", gemmi.cif.quote(res_text.rstrip("\n") + "\n"))
     if hkl_text:
         block.set_pair("_shelx_hkl_file", gemmi.cif.quote(hkl_text.rstrip("\n") + "\n"))
+    if reflections is not None:
+        kind = ("F_squared_meas", "F_squared_sigma") if reflections.is_intensity else ("F_meas", "F_sigma")
+        loop = block.init_loop("_refln_", ["index_h", "index_k", "index_l", *kind])
+        for (h, k, l), v, sig in zip(reflections.indices, reflections.data, reflections.sigmas):
+            loop.add_row([str(h), str(k), str(l), f"{v:.6g}", f"{sig:.6g}"])
     return doc.as_string(gemmi.cif.Style.Pdbx)
 
 

@@ -123,3 +123,15 @@ def test_element_from_label_conventions():
     from aisolve.core.elements import element_from_label
     assert [element_from_label(x) for x in ("Cl1", "CL2", "C12", "H1A", "HE1", "Hg1", "O")] == \
         ["Cl", "Cl", "C", "H", "H", "Hg", "O"]
+
+
+@pytest.mark.parametrize("intensity", [True, False])
+def test_refln_loop_round_trip(tmp_path, intensity):
+    from aisolve.core.shelx_hkl import read_hkl
+    st = read_ins(EXAMPLE / "reference" / "sucrose.res")
+    refl = read_hkl(EXAMPLE / "sucrose.hkl", hklf=4 if intensity else 3)
+    p = tmp_path / "r.cif"
+    p.write_text(write_cif_text(st, block_name="r", reflections=refl))
+    back = read_cif(p).reflections
+    assert back.is_intensity == intensity and np.array_equal(back.indices, refl.indices)
+    assert back.data == pytest.approx(refl.data, rel=1e-5) and back.sigmas == pytest.approx(refl.sigmas, rel=1e-5)
