@@ -116,7 +116,7 @@ def _scaled(cell, axis: int, factor: float) -> tuple[float, ...]:
 
 
 def pack(molecules: list[tuple[list[str], np.ndarray]], space_group: str, rng: np.random.Generator,
-         max_tries: int = 8, title: str = "packed") -> Structure | None:
+         max_tries: int = 4, title: str = "packed") -> Structure | None:
     """Put the molecules (elements, centred Cartesian xyz) in one asymmetric unit of the group."""
     group = sgtbx.space_group_info(space_group).group()
     n_heavy = sum(1 for els, _ in molecules for e in els if e != "H")
