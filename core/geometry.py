@@ -9,6 +9,15 @@ from cctbx.eltbx import covalent_radii
 BOND_TOLERANCE = 0.45  # A added to the sum of covalent radii, as in SHELX's CONN default (0.5)
 
 
+def structure_from_sites(symmetry: crystal.symmetry, sites, elements: list[str],
+                         u_iso: float = 0.03) -> xray.structure:
+    """A bare xray.structure (labels X1, X2...) for sites and elements: geometry and quick models."""
+    xs = xray.structure(crystal_symmetry=symmetry)
+    for k, (site, el) in enumerate(zip(sites, elements)):
+        xs.add_scatterer(xray.scatterer(label=f"X{k + 1}", site=tuple(site), u=u_iso, scattering_type=el))
+    return xs
+
+
 def covalent_radius(element: str) -> float:
     if element in ("Q", ""):
         return 0.77

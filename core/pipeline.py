@@ -19,7 +19,7 @@ from smtbx.refinement.constraints.geometrical import all as geometrical
 from aisolve.core.data_prep import PreparedData, prepare
 from aisolve.core.elements import ATOMIC_NUMBER
 from aisolve.core.errors import InputError
-from aisolve.core.geometry import bonds
+from aisolve.core.geometry import bonds, structure_from_sites
 from aisolve.core.hydrogens import HydrogenGroup, place_hydrogens
 from aisolve.core.model import Atom, ReflectionData, Structure, u_star_to_u_cif
 from aisolve.core.peaks import difference_coefficients, fourier_peaks
@@ -104,13 +104,6 @@ def expected_atom_count(structure: Structure, use_formula: bool) -> tuple[int, b
     return max(1, int(round(structure.unit_cell.volume() / (VOLUME_PER_NON_H * order_z)))), False
 
 
-def _xs_from_sites(sym: crystal.symmetry, sites, elements, u_iso: float) -> xray.structure:
-    xs = xray.structure(crystal_symmetry=sym)
-    for k, (site, el) in enumerate(zip(sites, elements)):
-        xs.add_scatterer(xray.scatterer(label=f"X{k + 1}", site=site, u=u_iso, scattering_type=el))
-    return xs
-
-
 def _electron_estimates(xs: xray.structure, fo_sq: miller.array) -> list[float]:
     """Electrons per atom from refined occupancies (occupancy x Z of the current element).
 
@@ -146,7 +139,7 @@ def _initial_model(f_calc: miller.array, sym: crystal.symmetry, n_expected: int,
     top = [p.height for p in peaks[:n_expected]]
     cut = 0.3 * float(np.median(top))
     chosen = [p for p in peaks if p.height >= cut][: int(math.ceil(1.15 * n_expected))]
-    return _xs_from_sites(sym, [p.xyz for p in chosen], ["C"] * len(chosen), u0)
+    return structure_from_sites(sym, [p.xyz for p in chosen], ["C"] * len(chosen), u0)
 
 
 def _rank_types(xs: xray.structure, contents: dict[str, float], sym: crystal.symmetry) -> None:
@@ -211,22 +204,24 @@ def _prune(xs: xray.structure, atoms: list[Atom], u_max: float = 0.15) -> tuple[
     return xs.select(sel), [atoms[i] for i in keep]
 
 
+def _difference_coefficients(xs: xray.structure, data: PreparedData, scale: float) -> miller.array:
+    f_calc = data.fo_sq.structure_factors_from_scatterers(xs, algorithm="direct").f_calc()
+    return difference_coefficients(data.fo_sq, f_calc, scale)
+
+
 def _add_from_difference_map(xs: xray.structure, result: RefinementResult, data: PreparedData,
                              n_missing: int, min_height: float = 4.0) -> int:
     """Add difference-map peaks at bonding distance from the model (as C); returns how many."""
     if n_missing <= 0:
         return 0
-    f_calc = data.fo_sq.structure_factors_from_scatterers(xs, algorithm="direct").f_calc()
-    coeffs = difference_coefficients(data.fo_sq, f_calc, result.figures.scale)
+    coeffs = _difference_coefficients(xs, data, result.figures.scale)
     peaks = fourier_peaks(coeffs, max_peaks=max(20, 3 * n_missing), min_height=min_height)
     added = 0
     for p in peaks:
         if added >= n_missing:
             break
-        probe = xs.deep_copy_scatterers()
-        probe.add_scatterer(xray.scatterer(label="probe", site=p.xyz, u=0.03, scattering_type="C"))
-        dists = _distances_to_others(probe, probe.scatterers().size() - 1)
-        if not dists or min(dists) < 1.05 or min(dists) > 1.95:
+        nearest = _nearest_distance(xs, p.xyz)
+        if nearest is None or nearest < 1.05 or nearest > 1.95:
             continue
         xs.add_scatterer(xray.scatterer(label=f"X{xs.scatterers().size() + 1}", site=p.xyz, u=0.03,
                                         scattering_type="C"))
@@ -234,9 +229,14 @@ def _add_from_difference_map(xs: xray.structure, result: RefinementResult, data:
     return added
 
 
-def _distances_to_others(xs: xray.structure, i: int) -> list[float]:
-    from aisolve.core.geometry import contacts
-    return [c.distance for c in contacts(xs, cutoff=2.5)[i] if c.j != i or c.distance > 0.1]
+def _nearest_distance(xs: xray.structure, site, cutoff: float = 2.5) -> float | None:
+    """Shortest distance from `site` to a model atom or to its own symmetry copies, within cutoff."""
+    found = xs.closest_distances(sites_frac=flex.vec3_double([tuple(site)]), distance_cutoff=cutoff)
+    dists = [found.smallest_distances[0]] if found.i_seqs[0] >= 0 else []
+    uc = xs.unit_cell()
+    dists += [d for d in (uc.mod_short_distance(site, op * tuple(site)) for op in xs.space_group().all_ops()[1:])
+              if 0.1 < d < cutoff]
+    return min(dists) if dists else None
 
 
 def _add_riding_hydrogens(xs: xray.structure, groups: list[HydrogenGroup]) -> list:
@@ -331,10 +331,8 @@ def _riding_constraints(groups: list[HydrogenGroup], first_h: list[int]) -> list
 
 
 def _density_function(xs: xray.structure, data: PreparedData, scale: float):
-    f_calc = data.fo_sq.structure_factors_from_scatterers(xs, algorithm="direct").f_calc()
-    coeffs = difference_coefficients(data.fo_sq, f_calc, scale)
     from cctbx import maptbx
-    fft = coeffs.fft_map(resolution_factor=1 / 3, symmetry_flags=maptbx.use_space_group_symmetry)
+    fft = _difference_coefficients(xs, data, scale).fft_map(resolution_factor=1 / 3, symmetry_flags=maptbx.use_space_group_symmetry)
     fft.apply_sigma_scaling()
     real = fft.real_map_unpadded()
     return lambda site: maptbx.eight_point_interpolation(real, site)

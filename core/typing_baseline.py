@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 
 from aisolve.core.elements import ATOMIC_NUMBER
-from aisolve.core.geometry import covalent_radius
+from aisolve.core.geometry import covalent_radius, structure_from_sites
 from aisolve.core.model import Atom
 from aisolve.core.stages import TypingContext
 
@@ -191,13 +191,5 @@ def _is_metal_like(estimate: float) -> bool:
 
 def _environments(atoms: list[Atom], context: TypingContext) -> list[Environment]:
     from aisolve.core.geometry import contacts
-    xs = _provisional_structure(atoms, ["C"] * len(atoms), context)
+    xs = structure_from_sites(context.symmetry, [a.xyz for a in atoms], ["C"] * len(atoms))
     return [Environment([(c.distance, c.j) for c in row]) for row in contacts(xs, cutoff=LIGAND_METAL[1])]
-
-
-def _provisional_structure(atoms: list[Atom], elements: list[str], context: TypingContext):
-    from cctbx import xray
-    xs = xray.structure(crystal_symmetry=context.symmetry)
-    for a, el in zip(atoms, elements):
-        xs.add_scatterer(xray.scatterer(label=a.label, site=a.xyz, u=0.03, scattering_type=el))
-    return xs
