@@ -1,6 +1,6 @@
 """Real-data benchmark: solve every benchmark-quality entry of ../shared/data/real and score it.
 
-    python bench/real.py [--entries ID ...] [--no-formula] [--jobs 2] [--timeout 600] [--out docs/BENCHMARKS.md]
+    python bench/real.py [--typer baseline|network|network-only] [--entries ID ...] [--no-formula] [--jobs 2] [--json F]
 
 Each entry runs in its own process (a crash or hang costs one entry, not the run). The published
 model is used only to score the result, never as input: the solver sees the cell, symmetry, cell
@@ -39,13 +39,14 @@ def model_path(entry_dir: Path) -> str:
     return f"{cif}#{block}" if block else str(cif)
 
 
-def run_entry(args: tuple[str, str, bool]) -> dict:
-    entry, real, use_formula = args
+def run_entry(args: tuple[str, str, bool, str]) -> dict:
+    entry, real, use_formula, typer_name = args
     import aisolve.core  # noqa: F401  (cctbx first)
     from aisolve.core.evaluate import evaluate, published_r1
     from aisolve.core.loaders import data_hklf, load_reflections, load_structure
     from aisolve.core.outputs import hydrogen_counts
     from aisolve.core.pipeline import SolveOptions, solve
+    from aisolve.server.cli import make_typer
 
     entry_dir = Path(real) / entry
     row = {"entry": entry}
@@ -56,7 +57,8 @@ def run_entry(args: tuple[str, str, bool]) -> dict:
         template.atoms, template.peaks = [], []
         refl = load_reflections(entry_dir / f"{entry}.hkl", data_hklf(template))
         t = time.monotonic()
-        result = solve(template, refl, SolveOptions(use_formula=use_formula, phasing_time=60.0))
+        result = solve(template, refl, SolveOptions(use_formula=use_formula, phasing_time=60.0,
+                                                    typer=make_typer(typer_name)))
         row["seconds"] = round(time.monotonic() - t, 1)
         row["solved"] = result.solved
         row["r1"] = round(result.figures.r1, 4) if result.figures else None
@@ -91,9 +93,10 @@ def _reference_r1(row: dict) -> tuple[float | None, str]:
     return None, ""
 
 
-def markdown(rows: list[dict], use_formula: bool, command: str, wall: float) -> str:
-    title = "with cell contents" if use_formula else "without cell contents (types from density and chemistry)"
-    out = [f"### Classical baseline on real data, {title}", "",
+def markdown(rows: list[dict], use_formula: bool, command: str, wall: float, typer: str = "baseline") -> str:
+    title = "with cell contents" if use_formula else "without cell contents"
+    who = "Classical baseline" if typer == "baseline" else f"Typer '{typer}'"
+    out = [f"### {who} on real data, {title}", "",
            f"Command: `{command}` (2 CPU cores, total wall time {wall:.0f} s). "
            "Reference R1: as published in the model file; '*' marks the data set's IAM R1 recheck "
            "(meta.json) where the file states none.", "",
@@ -134,19 +137,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--real", default=str(DEFAULT_REAL))
     ap.add_argument("--entries", nargs="*")
     ap.add_argument("--no-formula", action="store_true")
+    ap.add_argument("--typer", choices=("baseline", "network", "network-only"), default="baseline")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--timeout", type=float, default=900)
     ap.add_argument("--json", help="write the rows as JSON here")
     ap.add_argument("--markdown", help="write the table here")
     args = ap.parse_args(argv)
     entries = args.entries or benchmark_entries(Path(args.real))
-    command = "python bench/real.py" + (" --no-formula" if args.no_formula else "") + \
+    command = f"python bench/real.py --typer {args.typer}" + (" --no-formula" if args.no_formula else "") + \
         (f" --entries {' '.join(args.entries)}" if args.entries else "")
     t0 = time.monotonic()
     rows: list[dict] = []
     ctx = mp.get_context("spawn")
     with ctx.Pool(args.jobs, maxtasksperchild=1) as pool:
-        pending = {e: pool.apply_async(run_entry, ((e, args.real, not args.no_formula),)) for e in entries}
+        pending = {e: pool.apply_async(run_entry, ((e, args.real, not args.no_formula, args.typer),)) for e in entries}
         for e, job in pending.items():
             try:
                 row = job.get(timeout=args.timeout)
@@ -157,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
                                          f"elements {row.get('n_element_correct')} {row.get('seconds')} s"
             print(f"{e}: {status}", flush=True)
     wall = time.monotonic() - t0
-    table = markdown(rows, not args.no_formula, command, wall)
+    table = markdown(rows, not args.no_formula, command, wall, args.typer)
     print(table)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))

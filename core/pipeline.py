@@ -26,7 +26,8 @@ from aisolve.core.peaks import difference_coefficients, fourier_peaks
 from aisolve.core.phasing import ChargeFlippingPhaser
 from aisolve.core.reflection_stats import absence_classes, ABSENCE_I_SIGMA_LIMIT
 from aisolve.core.refine import Figures, RefinementResult, optimise_weights, refine, set_refinement_flags
-from aisolve.core.stages import AtomTyper, Phaser, PhasingResult, Progress, TypingContext, no_progress
+from aisolve.core.stages import (NOT_AN_ATOM, AtomTyper, Phaser, PhasingResult, Progress, TypingContext,
+                                 no_progress)
 from aisolve.core.typing_baseline import BaselineTyper, expected_per_asu
 
 UNSOLVED_R1 = 0.25  # above this after refinement the structure is reported as not solved
@@ -157,7 +158,7 @@ MAX_CANDIDATES = 4
 def _best_candidate(phasing: PhasingResult, data: PreparedData, sym: crystal.symmetry,
                     contents: dict[str, float], n_expected: int, u0: float):
     """Truth-free choice among phasing candidates: R1 after a quick model build and refinement."""
-    best, best_r1, tried = None, math.inf, 0
+    best, best_map, best_r1, tried = None, None, math.inf, 0
     for fom, f_calc in phasing.candidates[:MAX_CANDIDATES] or [(phasing.figure_of_merit, phasing.f_calc)]:
         xs = _initial_model(f_calc, sym, n_expected, u0)
         if xs is None:
@@ -168,19 +169,36 @@ def _best_candidate(phasing: PhasingResult, data: PreparedData, sym: crystal.sym
         set_refinement_flags(quick, aniso=False)
         r1 = refine(quick, data.fo_sq, cycles=4).figures.r1
         if r1 < best_r1:
-            best, best_r1, best_fom = xs, r1, fom
+            best, best_map, best_r1, best_fom = xs, f_calc, r1, fom
     if best is None:
-        return None, "no candidate map had peaks"
-    return best, f"{tried} candidate maps compared; chosen: skewness {best_fom:.2f}, quick-refinement R1 {best_r1:.3f}"
+        return None, None, "no candidate map had peaks"
+    return best, best_map, (f"{tried} candidate maps compared; chosen: skewness {best_fom:.2f}, "
+                            f"quick-refinement R1 {best_r1:.3f}")
 
 
 def _type_atoms(xs: xray.structure, data: PreparedData, contents: dict[str, float], typer: AtomTyper,
-                sym: crystal.symmetry) -> list[Atom]:
+                sym: crystal.symmetry, map_coefficients: miller.array | None = None
+                ) -> tuple[xray.structure, list[Atom]]:
+    """Types the atoms of xs; atoms the typer calls no atom (NOT_AN_ATOM) are removed."""
     estimates = _electron_estimates(xs, data.fo_sq)
+    if map_coefficients is None and getattr(typer, "needs_map", False):
+        # the observed amplitudes with the model's phases
+        f_model = data.f_obs.structure_factors_from_scatterers(xs, algorithm="direct").f_calc()
+        map_coefficients = data.f_obs.phase_transfer(f_model)
     atoms = [Atom(label=sc.label, element=sc.scattering_type, xyz=tuple(sc.site), uiso=sc.u_iso)
              for sc in xs.scatterers()]
-    context = TypingContext(symmetry=sym, contents=contents, data=data, electron_estimates=estimates)
-    return typer.assign(atoms, context)
+    context = TypingContext(symmetry=sym, contents=contents, data=data, electron_estimates=estimates,
+                            map_coefficients=map_coefficients)
+    atoms = typer.assign(atoms, context)
+    keep = [i for i, a in enumerate(atoms) if a.element != NOT_AN_ATOM]
+    if not keep:  # nothing the typer believes in: keep the peaks as carbon and let refinement judge
+        for a in atoms:
+            a.element = "C"
+    elif len(keep) < len(atoms):
+        xs = xs.select(flex.size_t(keep))
+        atoms = [atoms[i] for i in keep]
+    _apply_types(xs, atoms)
+    return xs, atoms
 
 
 def _apply_types(xs: xray.structure, atoms: list[Atom]) -> None:
@@ -366,15 +384,15 @@ def solve(structure: Structure, refl: ReflectionData, options: SolveOptions | No
 
     progress(0.42, "peak search")
     u0 = min(max(data.wilson_b / (8 * math.pi ** 2), 0.01), 0.08)
-    xs, choice = timer.run("candidate_choice", _best_candidate, phasing, data, sym, contents, n_expected, u0)
+    xs, chosen_map, choice = timer.run("candidate_choice", _best_candidate, phasing, data, sym, contents,
+                                       n_expected, u0)
     if xs is None:
         warnings.append("the maps have no peaks")
         return base
     phasing.notes.append(choice)
 
     progress(0.5, "typing atoms")
-    atoms = timer.run("atom_typing", _type_atoms, xs, data, contents, typer, sym)
-    _apply_types(xs, atoms)
+    xs, atoms = timer.run("atom_typing", _type_atoms, xs, data, contents, typer, sym, chosen_map)
     for cycle in range(options.difference_cycles):
         progress(0.55 + 0.05 * cycle, f"refinement and difference map, cycle {cycle + 1}")
         set_refinement_flags(xs, aniso=False)
@@ -382,8 +400,7 @@ def solve(structure: Structure, refl: ReflectionData, options: SolveOptions | No
         xs, atoms = _prune(xs, atoms)
         added = timer.run(f"difference_map_{cycle + 1}", _add_from_difference_map, xs, result, data,
                           n_expected - xs.scatterers().size())
-        atoms = timer.run(f"retype_{cycle + 1}", _type_atoms, xs, data, contents, typer, sym)
-        _apply_types(xs, atoms)
+        xs, atoms = timer.run(f"retype_{cycle + 1}", _type_atoms, xs, data, contents, typer, sym)
         if added == 0 and cycle > 0:
             break
 

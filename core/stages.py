@@ -56,6 +56,10 @@ class Phaser(Protocol):
               progress: Progress = no_progress) -> PhasingResult: ...
 
 
+# The element a typer gives a peak it judges to be no atom; the pipeline removes such atoms.
+NOT_AN_ATOM = "Q"
+
+
 class AtomTyper(Protocol):
     """Turns peaks (or a provisional model) into atoms with elements and per-element probabilities."""
     name: str
@@ -69,3 +73,6 @@ class TypingContext:
     contents: dict[str, float]  # expected atoms in the cell; empty when the formula is unknown
     data: PreparedData
     electron_estimates: list[float] | None = None  # refined 'occupancy x Z(C)' per atom, if available
+    # phased amplitudes of the map the atoms stand in: the chosen charge-flipping solution at
+    # first, then the observed amplitudes with the model's phases
+    map_coefficients: miller.array | None = None

@@ -84,11 +84,33 @@ class BaselineTyper:
     name = "baseline"
 
     def assign(self, atoms: list[Atom], context: TypingContext) -> list[Atom]:
+        table = self.log_likelihoods(atoms, context)
+        order_z = context.symmetry.space_group().order_z()
+        expected = expected_per_asu(context.contents, order_z)
+        if expected:
+            sps = context.symmetry.special_position_settings(min_distance_sym_equiv=0.5)
+            weights = [sps.site_symmetry(a.xyz).multiplicity() / order_z for a in atoms]
+            elements = constrained_assignment(table, expected_fraction_per_asu(context.contents, order_z),
+                                               weights)
+        else:
+            prior = {el: math.log(COMMON_PRIOR.get(el, RARE_PRIOR)) for el in table[0]} if table else {}
+            elements = [max(row, key=lambda el: row[el] + prior[el]) for row in table]
+            table = [{el: row[el] + prior[el] for el in row} for row in table]
+        for atom, el, row in zip(atoms, elements, table):
+            probs = _softmax(row)
+            atom.element = el
+            atom.element_probabilities = {k: v for k, v in sorted(probs.items(), key=lambda kv: -kv[1])
+                                          if v > 1e-4 or k == el}
+            atom.confidence = probs[el]
+        return atoms
+
+    def log_likelihoods(self, atoms: list[Atom], context: TypingContext) -> list[dict[str, float]]:
+        """Per atom, the log-likelihood of each candidate element given its electron estimate and
+        its bonding environment (candidates: the contents' elements, or all but H and noble gases)."""
         estimates = context.electron_estimates
         if estimates is None or len(estimates) != len(atoms):
             raise ValueError("the baseline typer needs one electron estimate per atom")
-        order_z = context.symmetry.space_group().order_z()
-        expected = expected_per_asu(context.contents, order_z)
+        expected = expected_per_asu(context.contents, context.symmetry.space_group().order_z())
         envs = _environments(atoms, context)
         if expected:
             estimates = self._calibrated(estimates, expected)
@@ -100,24 +122,8 @@ class BaselineTyper:
         metal = [e >= 19.5 and _is_metal_like(e) for e in estimates]
         near_metal = [any(metal[j] and LIGAND_METAL[0] < d < LIGAND_METAL[1] for d, j in env.contacts)
                       and not metal[i] for i, env in enumerate(envs)]
-        table = [{el: _log_likelihood(est, el, env, nm) for el in candidates}
-                 for est, env, nm in zip(estimates, envs, near_metal)]
-        if expected:
-            sps = context.symmetry.special_position_settings(min_distance_sym_equiv=0.5)
-            weights = [sps.site_symmetry(a.xyz).multiplicity() / order_z for a in atoms]
-            elements = _constrained_assignment(table, expected_fraction_per_asu(context.contents, order_z),
-                                               weights)
-        else:
-            prior = {el: math.log(COMMON_PRIOR.get(el, RARE_PRIOR)) for el in candidates}
-            elements = [max(row, key=lambda el: row[el] + prior[el]) for row in table]
-            table = [{el: row[el] + prior[el] for el in row} for row in table]
-        for atom, el, row in zip(atoms, elements, table):
-            probs = _softmax(row)
-            atom.element = el
-            atom.element_probabilities = {k: v for k, v in sorted(probs.items(), key=lambda kv: -kv[1])
-                                          if v > 1e-4 or k == el}
-            atom.confidence = probs[el]
-        return atoms
+        return [{el: _log_likelihood(est, el, env, nm) for el in candidates}
+                for est, env, nm in zip(estimates, envs, near_metal)]
 
     @staticmethod
     def _calibrated(estimates: list[float], expected: dict[str, int]) -> list[float]:
@@ -148,40 +154,45 @@ def _softmax(row: dict[str, float]) -> dict[str, float]:
 COUNT_SLACK_PENALTY = 6.0  # log-likelihood units per atom of deviation from the expected counts
 
 
-def _constrained_assignment(table: list[dict[str, float]], expected: dict[str, float],
-                            weights: list[float]) -> list[str]:
-    """Most likely elements whose totals match the expected counts (a small MILP).
+def constrained_assignment(table: list[dict[str, float]], expected: dict[str, float],
+                           weights: list[float], free: tuple[str, ...] = (),
+                           surplus_to_lightest: bool = True) -> list[str]:
+    """Most likely labels whose totals match the expected element counts (a small MILP).
 
-    Atom i counts `weights[i]` towards its element (1 on a general position, 1/order on a special
-    one). Deviations from the expected totals are allowed at a penalty, so missing or extra
-    atoms keep the problem feasible; the lightest element takes up any surplus for free.
+    `table[i]` gives atom i's log-likelihood for each candidate. Atom i counts `weights[i]`
+    towards its element (1 on a general position, 1/order on a special one). Deviations from the
+    expected totals are allowed at a penalty, so missing or extra atoms keep the problem
+    feasible. Labels in `free` (e.g. 'not an atom') have no expected total. With
+    `surplus_to_lightest`, the lightest element takes up any surplus for free (the baseline's
+    rule for peaks that are not atoms, since it has no such label).
     """
     import numpy as np
     from scipy.optimize import Bounds, LinearConstraint, milp
-    elements = list(expected)
-    lightest = min(elements, key=lambda e: ATOMIC_NUMBER[e])
-    n, m = len(table), len(elements)
-    # variables: x[i, e] (binary), then under[e], over[e] (continuous >= 0)
-    c = np.concatenate([-np.array([[row[e] for e in elements] for row in table]).ravel(),
-                        np.full(m, COUNT_SLACK_PENALTY),
-                        [0.0 if e == lightest else COUNT_SLACK_PENALTY for e in elements]])
-    one_each = np.zeros((n, n * m + 2 * m))
+    counted = list(expected)
+    labels = counted + [f for f in free if f not in expected]
+    lightest = min(counted, key=lambda e: ATOMIC_NUMBER[e])
+    n, m, k = len(table), len(labels), len(counted)
+    # variables: x[i, label] (binary), then under[e], over[e] (continuous >= 0) per counted element
+    c = np.concatenate([-np.array([[row.get(e, -1e3) for e in labels] for row in table]).ravel(),
+                        np.full(k, COUNT_SLACK_PENALTY),
+                        [0.0 if e == lightest and surplus_to_lightest else COUNT_SLACK_PENALTY for e in counted]])
+    one_each = np.zeros((n, n * m + 2 * k))
     for i in range(n):
         one_each[i, i * m:(i + 1) * m] = 1.0
-    totals = np.zeros((m, n * m + 2 * m))
-    for k in range(m):
+    totals = np.zeros((k, n * m + 2 * k))
+    for q in range(k):
         for i in range(n):
-            totals[k, i * m + k] = weights[i]
-        totals[k, n * m + k] = 1.0  # under-filled
-        totals[k, n * m + m + k] = -1.0  # over-filled
-    target = np.array([expected[e] for e in elements])
+            totals[q, i * m + q] = weights[i]
+        totals[q, n * m + q] = 1.0  # under-filled
+        totals[q, n * m + k + q] = -1.0  # over-filled
+    target = np.array([expected[e] for e in counted])
     res = milp(c, constraints=[LinearConstraint(one_each, 1, 1), LinearConstraint(totals, target, target)],
-               integrality=np.concatenate([np.ones(n * m), np.zeros(2 * m)]),
-               bounds=Bounds(0, np.concatenate([np.ones(n * m), np.full(2 * m, np.inf)])))
+               integrality=np.concatenate([np.ones(n * m), np.zeros(2 * k)]),
+               bounds=Bounds(0, np.concatenate([np.ones(n * m), np.full(2 * k, np.inf)])))
     if not res.success:
         raise RuntimeError(f"element assignment failed: {res.message}")
     x = res.x[: n * m].reshape(n, m)
-    return [elements[int(np.argmax(x[i]))] for i in range(n)]
+    return [labels[int(np.argmax(x[i]))] for i in range(n)]
 
 
 def _is_metal_like(estimate: float) -> bool:

@@ -36,6 +36,17 @@ def contents_tokens(contents: dict[str, float]) -> list[int]:
     return sorted(ATOMIC_NUMBER[e] for e, n in contents.items() if n > 0 and e not in ("H", "D"))
 
 
+def _without_duplicates(pos: np.ndarray, src: np.ndarray, n_asu: int) -> tuple[np.ndarray, np.ndarray]:
+    """One node per place: a peak on a special position has copies from several operators that coincide."""
+    from scipy.spatial import cKDTree
+    pairs = cKDTree(pos).query_pairs(r=1e-3, output_type="ndarray")
+    drop = {int(j) for i, j in pairs if j >= n_asu}  # query_pairs gives i < j: keep the first
+    if not drop:
+        return pos, src
+    keep = np.array([k for k in range(len(pos)) if k not in drop])
+    return pos[keep], src[keep]
+
+
 def build_input(xyz_frac: np.ndarray, height: np.ndarray, cell: tuple[float, ...], hall: str,
                 tokens: np.ndarray | None = None, radius: float = CONTEXT_RADIUS,
                 max_nodes: int = 4096) -> GraphInput:
@@ -66,6 +77,7 @@ def build_input(xyz_frac: np.ndarray, height: np.ndarray, cell: tuple[float, ...
                 sources.append(np.flatnonzero(keep))
     pos = np.concatenate(nodes)
     src = np.concatenate(sources)
+    pos, src = _without_duplicates(pos, src, n)
     if len(pos) > max_nodes:
         raise ValueError(f"graph needs {len(pos)} nodes (max_nodes={max_nodes}): raise the limit or "
                          f"lower the context radius")

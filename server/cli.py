@@ -58,6 +58,18 @@ def cmd_info(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def make_typer(choice: str):
+    """'network' (the element network with the refinement's electron counts), 'network-only',
+    'baseline', or 'auto': 'network' when the weights are installed, else 'baseline'."""
+    from aisolve.core.typing_baseline import BaselineTyper
+    if choice == "baseline":
+        return BaselineTyper()
+    from aisolve.models.element_typer import NetworkTyper, weights_present
+    if choice in ("network", "network-only") or weights_present():
+        return NetworkTyper(use_electron_counts=choice != "network-only")
+    return BaselineTyper()
+
+
 def cmd_solve(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -68,8 +80,9 @@ def cmd_solve(args: argparse.Namespace) -> int:
 
     inputs = load_solve_inputs(args.files, cell=args.cell, spacegroup=args.spacegroup, formula=args.formula,
                                z=args.z, wavelength=args.wavelength)
+    typer = make_typer(args.typer)
     options = SolveOptions(hydrogens=args.hydrogens, use_formula=not args.no_formula, d_min=args.d_min,
-                           phasing_time=args.phasing_time, seed=args.seed)
+                           phasing_time=args.phasing_time, seed=args.seed, typer=typer)
     progress = ProgressBar(enabled=not args.quiet)
     result = solve(inputs.template, inputs.reflections, options, progress)
     outdir = Path(args.output or (inputs.files[0].parent / f"{inputs.stem}_aisolve"))
@@ -78,7 +91,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
         inputs={"files": [str(p) for p in inputs.files]},
         options={"hydrogens": options.hydrogens, "use_formula": options.use_formula, "d_min": options.d_min,
                  "phasing_time": options.phasing_time, "seed": options.seed, "phaser": "charge_flipping",
-                 "typer": "baseline"},
+                 "typer": typer.name},
         protected={p.resolve() for p in inputs.files}, hkl_text=inputs.hkl_text)
     f = result.figures
     status = "solved" if result.solved else "NOT SOLVED"
@@ -148,6 +161,10 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--no-formula", action="store_true", help="ignore the cell contents (type from density alone)")
     sv.add_argument("--d-min", type=float, help="resolution cut-off in A")
     sv.add_argument("--hydrogens", choices=("geometry", "none"), default="geometry")
+    sv.add_argument("--typer", choices=("auto", "network", "network-only", "baseline"), default="auto",
+                    help="element assignment: the element network combined with the refined electron counts "
+                         "(auto: when its weights are installed), the network alone, or the baseline "
+                         "(electron counts, cell contents, chemistry)")
     sv.add_argument("--phasing-time", type=float, default=60.0, help="seconds for phasing trials")
     sv.add_argument("--seed", type=int, default=0)
     sv.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

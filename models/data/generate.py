@@ -32,6 +32,9 @@ GRAPH_D_MIN = (0.7, 1.4)
 class GenConfig:
     n: int
     seed: int = 0
+    # Splits hash the compound with their own seed, not the sampling seed, so that data sets made
+    # with different sampling seeds can be pooled without a compound crossing splits.
+    split_seed: int = 0
     cif_dir: str | None = None  # ../shared/data/training-cifs; None leaves the real source out
     weights: dict = field(default_factory=lambda: {"cif": 0.5, "smiles": 0.5})
     variant_probability: float = 0.25
@@ -152,7 +155,7 @@ def _attempt(cfg: GenConfig, i: int, rng: np.random.Generator, failures: Counter
         return None
     graph.meta.update({
         "index": i, "source": source, "origin": origin, "compound": compound, "variant": variant,
-        "split": split_of(compound, cfg.seed), "space_group": st.space_group_symbol,
+        "split": split_of(compound, cfg.split_seed), "space_group": st.space_group_symbol,
         "wavelength": experiment.wavelength, "u_iso": round(experiment.u_iso, 4),
         "aniso": experiment.aniso, "seconds": {k: round(v, 3) for k, v in timings.items()}})
     return graph

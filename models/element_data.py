@@ -1,0 +1,77 @@
+"""Peak graphs from the generator's shards as tensors for the element network.
+
+Each graph becomes the network's input exactly as at inference (`graph_inputs.build_input`:
+asymmetric-unit peaks plus symmetry context nodes), with the radius-graph edges precomputed by a
+KD-tree so that training does not pay for the dense distance matrix.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from aisolve.models.data.shards import read_shard
+from aisolve.models.element_net import MAX_Z, NOT_ATOM_TOKEN, UNKNOWN_TOKEN
+from aisolve.models.graph_inputs import build_input
+
+
+@dataclass
+class Example:
+    pos: np.ndarray  # (n, 3) float32
+    height: np.ndarray  # (n,) float32
+    source: np.ndarray  # (n,) int64: asymmetric-unit peak each node copies
+    n_asu: int
+    label: np.ndarray  # (n_asu,) int64 class (0 = not an atom)
+    edges: np.ndarray  # (2, E) int64
+    contents: dict
+    meta: dict
+
+
+def to_example(graph, cutoff: float) -> Example:
+    from scipy.spatial import cKDTree
+    gi = build_input(np.asarray(graph.xyz, dtype=float), np.asarray(graph.height, dtype=float),
+                     graph.cell, graph.hall)
+    pairs = cKDTree(gi.pos).query_pairs(r=cutoff, output_type="ndarray")
+    edges = np.ascontiguousarray(np.concatenate([pairs, pairs[:, ::-1]]).T, dtype=np.int64) if len(pairs) else \
+        np.zeros((2, 0), dtype=np.int64)
+    label = np.asarray(graph.label, dtype=np.int64)
+    label[label > MAX_Z] = 0  # nothing beyond Pu occurs; keep the class range fixed
+    return Example(gi.pos, gi.height, gi.source.astype(np.int64), gi.n_asu, label, edges,
+                   dict(graph.contents), dict(graph.meta))
+
+
+def load_examples(dirs: list[str | Path], split: str, cutoff: float, limit: int | None = None,
+                  split_seed: int = 0) -> list[Example]:
+    """Every graph of `split` in the data sets under `dirs` (generator output directories).
+
+    The split is recomputed from the compound with one split seed, so data sets generated with
+    different sampling seeds (which older generator versions also used for splitting) pool safely.
+    """
+    from aisolve.models.data.generate import split_of
+    out: list[Example] = []
+    for d in dirs:
+        d = Path(d)
+        # the manifest lists the shards; a run stopped early has complete shards and no manifest
+        manifest = d / "manifest.json"
+        files = [d / s["file"] for s in json.loads(manifest.read_text())["shards"]] if manifest.exists() \
+            else sorted(d.glob("shard_*.npz"))
+        for f in files:
+            for g in read_shard(f):
+                if split_of(g.meta["compound"], split_seed) == split:
+                    out.append(to_example(g, cutoff))
+                    if limit and len(out) >= limit:
+                        return out
+    return out
+
+
+def tokens_for_pass_two(label: np.ndarray, rng: np.random.Generator, contents_z: list[int],
+                        noise: float) -> np.ndarray:
+    """Second-pass tokens as the first pass would give them: the truth with a share of mistakes
+    (another element of the contents, 'not an atom', or unknown)."""
+    tok = np.where(label > 0, label, NOT_ATOM_TOKEN)
+    wrong = rng.random(len(label)) < noise
+    choices = list(contents_z) + [NOT_ATOM_TOKEN, UNKNOWN_TOKEN]
+    tok[wrong] = rng.choice(choices, size=int(wrong.sum()))
+    return tok

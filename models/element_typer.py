@@ -1,0 +1,185 @@
+"""The element network as a pipeline stage: peaks -> elements with probabilities.
+
+Inference runs the shipped ONNX model with ONNX Runtime (CUDA provider when the GPU build and a
+GPU are present, CPU otherwise); the torch weights are the fallback when onnxruntime is missing.
+Decoding: a first pass with every token unknown, a second pass with the first pass's classes as
+tokens; then, with cell contents, the assignment that honours the element counts (MILP over
+the per-peak log-probabilities, 'not an atom' uncounted); without them, plain argmax.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from aisolve.core.elements import ATOMIC_NUMBER, SYMBOLS
+from aisolve.core.model import Atom
+from aisolve.core.stages import NOT_AN_ATOM, TypingContext
+from aisolve.core.typing_baseline import constrained_assignment, expected_fraction_per_asu
+from aisolve.models.element_decode import allowed_mask, log_softmax, second_pass_tokens
+from aisolve.models.graph_inputs import build_input
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+ONNX_FILE, TORCH_FILE = "element_net.onnx", "element_net.pt"
+
+
+def weights_present(weights_dir: Path = WEIGHTS_DIR) -> bool:
+    return (weights_dir / ONNX_FILE).exists() or (weights_dir / TORCH_FILE).exists()
+
+
+class _OnnxBackend:
+    name = "onnxruntime"
+
+    def __init__(self, path: Path, device: str):
+        import onnxruntime as ort
+        providers = ["CPUExecutionProvider"]
+        if device != "cpu" and "CUDAExecutionProvider" in ort.get_available_providers():
+            providers.insert(0, "CUDAExecutionProvider")
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        self.session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+        self.providers = self.session.get_providers()
+
+    def __call__(self, pos, token, height, composition, batch) -> np.ndarray:
+        return self.session.run(None, {"pos": pos, "token": token, "height": height,
+                                       "composition": composition, "batch": batch})[0]
+
+
+class _TorchBackend:
+    name = "torch"
+
+    def __init__(self, path: Path, device: str):
+        import torch
+
+        from aisolve.models.element_net import ElementNet, NetConfig
+        saved = torch.load(path, map_location="cpu", weights_only=False)
+        self.device = "cuda" if device != "cpu" and torch.cuda.is_available() else "cpu"
+        self.model = ElementNet(NetConfig(**saved["net"])).to(self.device)
+        self.model.load_state_dict(saved["model"])
+        self.model.eval()
+        self.providers = [self.device]
+
+    def __call__(self, pos, token, height, composition, batch) -> np.ndarray:
+        import torch
+        t = lambda a: torch.as_tensor(a, device=self.device)  # noqa: E731
+        with torch.no_grad():
+            return self.model(t(pos), t(token), t(height), t(composition), t(batch)).cpu().numpy()
+
+
+@dataclass
+class Prediction:
+    classes: list[int]  # per peak: 0 (not an atom) or Z
+    log_probs: np.ndarray  # (n, N_CLASSES), second pass, restricted to the allowed classes
+
+
+class ElementPredictor:
+    def __init__(self, weights_dir: Path = WEIGHTS_DIR, backend: str = "auto", device: str = "auto"):
+        onnx_path, torch_path = weights_dir / ONNX_FILE, weights_dir / TORCH_FILE
+        if backend in ("auto", "onnx") and onnx_path.exists():
+            try:
+                self.backend = _OnnxBackend(onnx_path, device)
+            except ImportError:
+                if backend == "onnx":
+                    raise
+                self.backend = _TorchBackend(torch_path, device)
+        elif backend in ("auto", "torch") and torch_path.exists():
+            self.backend = _TorchBackend(torch_path, device)
+        else:
+            raise FileNotFoundError(f"no element-network weights in {weights_dir}")
+
+    def logits(self, gi, tokens: np.ndarray, composition: np.ndarray) -> np.ndarray:
+        n = len(gi.pos)
+        return self.backend(gi.pos.astype(np.float32), tokens[gi.source].astype(np.int64),
+                            gi.height.astype(np.float32), composition.astype(np.float32)[None, :],
+                            np.zeros(n, dtype=np.int64))[: gi.n_asu]
+
+    def predict(self, xyz_frac: np.ndarray, heights: np.ndarray, cell, hall: str,
+                contents: dict[str, float] | None, weights: list[float] | None = None,
+                order_z: int = 1, evidence: list[dict[str, float]] | None = None) -> Prediction:
+        """Classes of the peaks. `evidence`, if given, adds per-peak log-likelihoods of elements
+        from another source (the refinement's electron counts) to the network's log-probabilities."""
+        from aisolve.models.element_net import UNKNOWN_TOKEN, composition_vector
+        gi = build_input(np.asarray(xyz_frac, dtype=float), np.asarray(heights, dtype=float), cell, hall)
+        comp = composition_vector(contents).numpy()
+        mask = allowed_mask(contents)
+        first = log_softmax(self.logits(gi, np.full(gi.n_asu, UNKNOWN_TOKEN), comp), mask)
+        second = log_softmax(self.logits(gi, second_pass_tokens(first.argmax(axis=1)), comp), mask)
+        if evidence is not None:
+            second = log_softmax(second + _evidence_matrix(evidence, second.shape), mask)
+        if not contents:
+            return Prediction([int(c) for c in second.argmax(axis=1)], second)
+        expected = {el: n for el, n in expected_fraction_per_asu(contents, order_z).items()
+                    if mask[ATOMIC_NUMBER[el]]}
+        if not expected:
+            return Prediction([int(c) for c in second.argmax(axis=1)], second)
+        table = [{**{el: row[ATOMIC_NUMBER[el]] for el in expected}, NOT_AN_ATOM: row[0]} for row in second]
+        labels = constrained_assignment(table, expected, weights or [1.0] * len(table), free=(NOT_AN_ATOM,),
+                                        surplus_to_lightest=False)
+        return Prediction([0 if el == NOT_AN_ATOM else ATOMIC_NUMBER[el] for el in labels], second)
+
+
+def _evidence_matrix(evidence: list[dict[str, float]], shape) -> np.ndarray:
+    """Per-peak element log-likelihoods as a (n, classes) matrix, shifted so that the best element
+    adds 0; 'not an atom' adds 0 too and elements the evidence does not list get its worst value."""
+    out = np.zeros(shape)
+    for i, row in enumerate(evidence):
+        if not row:
+            continue
+        best, worst = max(row.values()), min(row.values())
+        out[i, 1:] = worst - best
+        for el, v in row.items():
+            z = ATOMIC_NUMBER.get(el, 0)
+            if 0 < z < shape[1]:
+                out[i, z] = v - best
+    return out
+
+
+def map_heights(coefficients, sites: list[tuple[float, float, float]]) -> np.ndarray:
+    """Sigma-scaled map values at the sites (the scale of the peak search's heights)."""
+    from cctbx import maptbx
+    fft = coefficients.fft_map(resolution_factor=1 / 3, symmetry_flags=maptbx.use_space_group_symmetry)
+    fft.apply_sigma_scaling()
+    real = fft.real_map_unpadded()
+    return np.array([maptbx.tricubic_interpolation(real, s) for s in sites], dtype=float)
+
+
+class NetworkTyper:
+    """AtomTyper backed by the element network.
+
+    With `use_electron_counts` (the default) the network's per-peak log-probabilities are combined
+    with the baseline's likelihoods from the refined electron counts and bonding, when the
+    pipeline provides them: the network reads the peak pattern, the refinement measures how many
+    electrons each site holds, and neither alone separates C/N/O as well on real data.
+    """
+    needs_map = True
+
+    def __init__(self, predictor: ElementPredictor | None = None, use_electron_counts: bool = True):
+        self.predictor = predictor or ElementPredictor()
+        self.use_electron_counts = use_electron_counts
+        self.name = "network+counts" if use_electron_counts else "network"
+
+    def assign(self, atoms: list[Atom], context: TypingContext) -> list[Atom]:
+        if context.map_coefficients is None:
+            raise ValueError("the network typer needs the map the atoms stand in")
+        sym = context.symmetry
+        sites = [a.xyz for a in atoms]
+        heights = map_heights(context.map_coefficients, sites)
+        order_z = sym.space_group().order_z()
+        sps = sym.special_position_settings(min_distance_sym_equiv=0.5)
+        weights = [sps.site_symmetry(s).multiplicity() / order_z for s in sites]
+        evidence = None
+        if self.use_electron_counts and context.electron_estimates is not None:
+            from aisolve.core.typing_baseline import BaselineTyper
+            evidence = BaselineTyper().log_likelihoods(atoms, context)
+        pred = self.predictor.predict(np.array(sites), heights, sym.unit_cell().parameters(),
+                                      sym.space_group().type().hall_symbol(), context.contents, weights, order_z,
+                                      evidence)
+        for atom, cls, row in zip(atoms, pred.classes, pred.log_probs):
+            probs = {("no atom" if k == 0 else SYMBOLS[k - 1]): math.exp(v) for k, v in enumerate(row)
+                     if np.isfinite(v) and v > math.log(1e-4)}
+            atom.element = NOT_AN_ATOM if cls == 0 else SYMBOLS[cls - 1]
+            atom.element_probabilities = dict(sorted(probs.items(), key=lambda kv: -kv[1]))
+            atom.confidence = math.exp(row[cls]) if np.isfinite(row[cls]) else 0.0
+        return atoms

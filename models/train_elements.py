@@ -1,0 +1,238 @@
+"""Train the element network on generated peak graphs; resumable; checkpoint chosen on the val split.
+
+    python -m aisolve.models.train_elements --data /data/gen --out runs/elements --preset cpu --minutes 60
+
+Each step samples a batch of graphs up to a node budget. Half the batches train the first pass
+(all tokens unknown), half the second (tokens = truth with a share of mistakes, as the first pass
+would give them); cell contents are shown for 70 % of the graphs and hidden otherwise, so one
+model serves both cases. The loss is cross-entropy on asymmetric-unit peaks (context nodes are
+copies and are not scored). `checkpoint.pt` is written every few minutes and on exit; `best.pt`
+holds the weights with the best validation accuracy (two-pass decoding, with contents).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+import aisolve.core  # noqa: F401  (cctbx first)
+from aisolve.models.element_data import Example, load_examples, tokens_for_pass_two
+from aisolve.models.element_net import (UNKNOWN_TOKEN, ElementNet, NetConfig,
+                                        composition_vector)
+
+PRESETS = {
+    # 2 CPU cores, about an hour
+    "cpu": dict(net=NetConfig(hidden=64, layers=4, rbf=32, heads=8), batch_nodes=3000, lr=1e-3),
+    # one GPU: wider and deeper, bigger batches
+    "gpu": dict(net=NetConfig(hidden=128, layers=6, rbf=50, heads=8), batch_nodes=20000, lr=5e-4),
+}
+
+
+@dataclass
+class TrainConfig:
+    data: list[str]
+    out: str
+    preset: str = "cpu"
+    minutes: float = 60.0
+    max_steps: int = 100_000
+    seed: int = 0
+    p_contents: float = 0.7
+    p_pass_two: float = 0.5
+    token_noise: float = 0.15
+    eval_every: int = 200
+    checkpoint_seconds: float = 300.0
+    device: str = "cpu"
+    extra: dict = field(default_factory=dict)
+
+
+def collate(examples: list[Example], tokens: list[np.ndarray], contents_known: list[bool], device):
+    """One batch: node tensors concatenated, edges offset, per-graph compositions."""
+    import torch
+    pos, height, token, batch, edges, asu, labels, comps = [], [], [], [], [], [], [], []
+    offset = 0
+    for g, (ex, tok, known) in enumerate(zip(examples, tokens, contents_known)):
+        n = len(ex.pos)
+        pos.append(ex.pos)
+        height.append(ex.height)
+        token.append(tok[ex.source])
+        batch.append(np.full(n, g))
+        edges.append(ex.edges + offset)
+        asu.append(np.arange(ex.n_asu) + offset)
+        labels.append(ex.label)
+        comps.append(composition_vector(ex.contents if known else None))
+        offset += n
+    t = lambda a, dt: torch.as_tensor(np.concatenate(a), dtype=dt, device=device)  # noqa: E731
+    return (t(pos, torch.float32), t(token, torch.long), t(height, torch.float32),
+            torch.stack(comps).to(device), t(batch, torch.long),
+            torch.as_tensor(np.ascontiguousarray(np.concatenate(edges, axis=1)), dtype=torch.long, device=device),
+            t(asu, torch.long), t(labels, torch.long))
+
+
+def _contents_z(ex: Example) -> list[int]:
+    from aisolve.core.elements import ATOMIC_NUMBER
+    return [ATOMIC_NUMBER[e] for e, n in ex.contents.items() if n > 0 and e not in ("H", "D")]
+
+
+def _batches(examples: list[Example], budget: int, rng: random.Random):
+    order = list(range(len(examples)))
+    while True:
+        rng.shuffle(order)
+        batch, nodes = [], 0
+        for i in order:
+            n = len(examples[i].pos)
+            if batch and nodes + n > budget:
+                yield batch
+                batch, nodes = [], 0
+            batch.append(examples[i])
+            nodes += n
+        if batch:
+            yield batch
+
+
+def evaluate(model, examples: list[Example], device, with_contents: bool = True) -> dict:
+    """Two-pass argmax decoding (restricted to the contents' elements when shown): atom and structure accuracy."""
+    import torch
+
+    from aisolve.models.element_decode import allowed_mask, second_pass_tokens
+    model.eval()
+    right = total = all_right = 0
+    with torch.no_grad():
+        for k in range(0, len(examples), 16):
+            chunk = examples[k:k + 16]
+            unknown = [np.full(ex.n_asu, UNKNOWN_TOKEN) for ex in chunk]
+            inputs = collate(chunk, unknown, [with_contents] * len(chunk), device)
+            logits = model(*inputs[:5], edge_index=inputs[5])
+            masks = [allowed_mask(ex.contents if with_contents else None) for ex in chunk]
+            first = _split_predictions(logits, inputs[6], chunk, masks)
+            tokens = [second_pass_tokens(p) for p in first]
+            inputs = collate(chunk, tokens, [with_contents] * len(chunk), device)
+            logits = model(*inputs[:5], edge_index=inputs[5])
+            for ex, pred in zip(chunk, _split_predictions(logits, inputs[6], chunk, masks)):
+                atoms = ex.label > 0
+                ok = pred[atoms] == ex.label[atoms]
+                right += int(ok.sum())
+                total += int(atoms.sum())
+                all_right += bool(ok.all())
+    model.train()
+    return {"atom_accuracy": right / max(total, 1), "structures_all_right": all_right / max(len(examples), 1),
+            "n_structures": len(examples), "n_atoms": total}
+
+
+def _split_predictions(logits, asu_index, chunk, masks) -> list[np.ndarray]:
+    import torch
+    out, start = [], 0
+    asu_logits = logits[asu_index]
+    for ex, mask in zip(chunk, masks):
+        block = asu_logits[start:start + ex.n_asu]
+        start += ex.n_asu
+        block = block.masked_fill(~torch.as_tensor(mask, device=block.device), -1e9)
+        out.append(block.argmax(dim=1).cpu().numpy())
+    return out
+
+
+def train(cfg: TrainConfig, log=print) -> dict:
+    import torch
+    preset = PRESETS[cfg.preset]
+    net_cfg: NetConfig = preset["net"]
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    rng = random.Random(cfg.seed)
+    nprng = np.random.default_rng(cfg.seed)
+    t0 = time.monotonic()
+    train_set = load_examples(cfg.data, "train", net_cfg.cutoff)
+    val_set = load_examples(cfg.data, "val", net_cfg.cutoff)
+    log(f"loaded {len(train_set)} train and {len(val_set)} val graphs in {time.monotonic() - t0:.0f} s")
+    model = ElementNet(net_cfg).to(cfg.device)
+    opt = torch.optim.AdamW(model.parameters(), lr=preset["lr"], weight_decay=1e-4)
+    state = {"step": 0, "best": -1.0, "history": [], "seconds": 0.0}
+    ckpt = out / "checkpoint.pt"
+    if ckpt.exists():
+        saved = torch.load(ckpt, map_location=cfg.device, weights_only=False)
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["optimizer"])
+        state = saved["state"]
+        rng.setstate(saved["rng"])
+        nprng = np.random.default_rng(saved["nprng_seed"])
+        log(f"resumed at step {state['step']}")
+
+    def save(path: Path) -> None:
+        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "state": state,
+                    "rng": rng.getstate(), "nprng_seed": int(nprng.integers(1 << 62)),
+                    "net": net_cfg.as_dict(), "train_config": asdict(cfg)}, path)
+
+    budget = cfg.minutes * 60
+
+    def lr_factor() -> float:
+        # warm-up, then a cosine decay over the run's budget (steps or minutes, whichever ends first)
+        done = min(1.0, max(state["step"] / cfg.max_steps, state["seconds"] / budget))
+        return min(1.0, (state["step"] + 1) / 200) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * done)))
+
+    # --minutes is the budget of the whole run: a resumed run gets what is left of it
+    deadline = time.monotonic() + budget - state["seconds"]
+    last_save = time.monotonic()
+    start_seconds = state["seconds"]
+    session_start = time.monotonic()
+    batches = _batches(train_set, preset["batch_nodes"], rng)
+    loss_avg = None
+    model.train()
+    while state["step"] < cfg.max_steps and time.monotonic() < deadline:
+        chunk = next(batches)
+        pass_two = rng.random() < cfg.p_pass_two
+        tokens = [tokens_for_pass_two(ex.label, nprng, _contents_z(ex), cfg.token_noise) if pass_two
+                  else np.full(ex.n_asu, UNKNOWN_TOKEN) for ex in chunk]
+        known = [rng.random() < cfg.p_contents for _ in chunk]
+        pos, tok, h, comp, b, edges, asu, labels = collate(chunk, tokens, known, cfg.device)
+        for group in opt.param_groups:
+            group["lr"] = preset["lr"] * lr_factor()
+        logits = model(pos, tok, h, comp, b, edge_index=edges)[asu]
+        loss = torch.nn.functional.cross_entropy(logits, labels)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        opt.step()
+        state["step"] += 1
+        loss_avg = loss.item() if loss_avg is None else 0.98 * loss_avg + 0.02 * loss.item()
+        state["seconds"] = start_seconds + time.monotonic() - session_start
+        if state["step"] % cfg.eval_every == 0:
+            metrics = evaluate(model, val_set, cfg.device)
+            record = {"step": state["step"], "loss": round(loss_avg, 4), "seconds": round(state["seconds"]),
+                      **{k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}}
+            state["history"].append(record)
+            log(json.dumps(record))
+            if metrics["atom_accuracy"] > state["best"]:
+                state["best"] = metrics["atom_accuracy"]
+                state["best_step"] = state["step"]
+                save(out / "best.pt")
+        if time.monotonic() - last_save > cfg.checkpoint_seconds:
+            save(ckpt)
+            last_save = time.monotonic()
+    save(ckpt)
+    return state
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", nargs="+", required=True, help="generated data sets (directories with manifest.json)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
+    p.add_argument("--minutes", type=float, default=60.0)
+    p.add_argument("--max-steps", type=int, default=100_000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--eval-every", type=int, default=200)
+    p.add_argument("--device", default="cpu")
+    a = p.parse_args(argv)
+    state = train(TrainConfig(data=a.data, out=a.out, preset=a.preset, minutes=a.minutes, max_steps=a.max_steps,
+                              seed=a.seed, eval_every=a.eval_every, device=a.device))
+    print(json.dumps({"step": state["step"], "best": state["best"], "best_step": state.get("best_step")}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
