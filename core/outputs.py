@@ -19,6 +19,10 @@ AMBIGUOUS_RATIO = 0.5  # second-best element at least half as likely as the best
 
 def safe_write(path: Path, text: str, protected: set[Path]) -> Path:
     """Write `text` to `path`; never over an input file, and keep a numbered backup of an old output."""
+    return safe_write_bytes(path, text.encode("utf-8"), protected)
+
+
+def safe_write_bytes(path: Path, data: bytes, protected: set[Path]) -> Path:
     path = Path(path)
     if path.resolve() in protected:
         raise ValueError(f"refusing to overwrite the input file {path}")
@@ -27,7 +31,7 @@ def safe_write(path: Path, text: str, protected: set[Path]) -> Path:
         while path.with_name(f"{path.name}.{n}").exists():
             n += 1
         shutil.move(str(path), str(path.with_name(f"{path.name}.{n}")))
-    path.write_text(text)
+    path.write_bytes(data)
     return path
 
 

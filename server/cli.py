@@ -71,6 +71,8 @@ def make_typer(choice: str):
 
 
 def cmd_solve(args: argparse.Namespace) -> int:
+    if args.server:
+        return _solve_on_server(args)
     from pathlib import Path
 
     from aisolve.core.outputs import write_outputs
@@ -141,6 +143,72 @@ def cmd_data_stats(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _solve_on_server(args: argparse.Namespace) -> int:
+    """The same job through a server: files sent as attachments, outputs written locally."""
+    from pathlib import Path
+
+    from aisolve.core.outputs import safe_write_bytes
+    from aisolve.server.client import Client, ServerError
+    from aisolve.server.progress import ProgressBar
+    files = [Path(f) for f in args.files]
+    for f in files:
+        if not f.is_file():
+            print(f"aisolve: error: {f}: no such file", file=sys.stderr)
+            return EXIT_BAD_INPUT
+    params = {k: v for k, v in {"cell": args.cell, "spacegroup": args.spacegroup, "formula": args.formula,
+                                "z": args.z, "wavelength": args.wavelength, "no_formula": args.no_formula,
+                                "d_min": args.d_min, "hydrogens": args.hydrogens, "typer": args.typer,
+                                "phasing_time": args.phasing_time, "seed": args.seed}.items() if v is not None}
+    server_key = client_keys = None
+    if args.server_key:
+        from aisolve.server.keys import load_public, load_secret
+        server_key = load_public(args.server_key)
+        client_keys = load_secret(args.keys, "client")
+    progress = ProgressBar(enabled=not args.quiet)
+    try:
+        with Client(args.server, server_key=server_key, client_keys=client_keys) as client:
+            header, outputs = client.call("solve", params, {f.name: f.read_bytes() for f in files}, progress=progress)
+    except ServerError as exc:
+        print(f"aisolve: error: {exc.message}", file=sys.stderr)
+        return EXIT_BAD_INPUT if exc.code == "bad_input" else EXIT_INTERNAL
+    outdir = Path(args.output or (files[0].parent / f"{files[0].stem}_aisolve"))
+    outdir.mkdir(parents=True, exist_ok=True)
+    protected = {f.resolve() for f in files}
+    for name, data in outputs.items():
+        print(f"wrote {safe_write_bytes(outdir / Path(name).name, data, protected)}")
+    r1 = header.get("r1")
+    print(("solved" if header.get("solved") else "NOT SOLVED") + f": {header.get('formula') or ''}"
+          + (f"  R1 {r1:.4f}" if r1 is not None else ""))
+    for w in header.get("warnings", []):
+        print(f"warning: {w}")
+    return EXIT_OK if header.get("solved") else EXIT_FAILED
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from aisolve.server.server import Server, ServerConfig
+    host_port = args.bind.rsplit(":", 1)
+    backend = args.backend or f"{host_port[0]}:{int(host_port[1]) + 1}"
+    cfg = ServerConfig(frontend=args.bind, backend=backend, workers=args.workers, max_queue=args.max_queue,
+                       job_timeout=args.job_timeout, max_message=int(args.max_message_mb * 1024 * 1024),
+                       typer=args.typer, keys=args.keys, allow=args.allow)
+    if cfg.keys is None and not any(h in args.bind for h in ("127.0.0.1", "localhost", "ipc://")):
+        print("aisolve: error: a server reachable from other hosts needs CurveZMQ keys (--keys and --allow)",
+              file=sys.stderr)
+        return EXIT_BAD_INPUT
+    Server(cfg, log=lambda m: print(m, flush=True)).serve_forever()
+    return EXIT_OK
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from aisolve.server.keys import allow, create
+    if args.allow_key:
+        print(f"allowed {allow(args.folder, args.allow_key)}")
+        return EXIT_OK
+    public, secret = create(args.folder, args.name)
+    print(f"wrote {public} (public: give it out) and {secret} (secret: keep it private)")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="aisolve", description="AI structure solution for small-molecule crystallography")
     p.add_argument("--debug", action="store_true", help="show Python tracebacks for internal errors")
@@ -168,7 +236,28 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--phasing-time", type=float, default=60.0, help="seconds for phasing trials")
     sv.add_argument("--seed", type=int, default=0)
     sv.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    sv.add_argument("--server", help="run on an aisolve server, e.g. tcp://127.0.0.1:5555 (default: embedded)")
+    sv.add_argument("--server-key", help="the server's public key file (CurveZMQ)")
+    sv.add_argument("--keys", help="folder with this client's key pair client.key/client.key_secret")
     sv.set_defaults(func=cmd_solve)
+
+    se = sub.add_parser("serve", help="run the inference server (ZeroMQ) for plugins and lab clients")
+    se.add_argument("--bind", default="tcp://127.0.0.1:5555", help="front end for clients (default: localhost only)")
+    se.add_argument("--backend", help="back end for workers (default: the next port)")
+    se.add_argument("--workers", type=int, default=1, help="local worker processes")
+    se.add_argument("--max-queue", type=int, default=64)
+    se.add_argument("--job-timeout", type=float, default=900.0, help="seconds a job may run")
+    se.add_argument("--max-message-mb", type=float, default=64.0)
+    se.add_argument("--typer", choices=("auto", "network", "network-only", "baseline"), default="auto")
+    se.add_argument("--keys", help="folder with server.key_secret (CurveZMQ; required off localhost)")
+    se.add_argument("--allow", help="folder of allowed client public keys (*.key)")
+    se.set_defaults(func=cmd_serve)
+
+    ks = sub.add_parser("keys", help="CurveZMQ key pairs for a server, its clients and workers")
+    ks.add_argument("folder")
+    ks.add_argument("--name", default="client", help="server, client, worker or any name")
+    ks.add_argument("--allow-key", help="instead: copy this public key file into FOLDER (an allow-list)")
+    ks.set_defaults(func=cmd_keys)
 
     data = sub.add_parser("data", help="training data: labelled peak graphs")
     dsub = data.add_subparsers(dest="data_command", required=True)

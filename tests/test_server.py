@@ -1,0 +1,241 @@
+"""The server against real clients on loopback: protocol errors, jobs, retries, cancel, crashes, CurveZMQ."""
+from __future__ import annotations
+
+import ast
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import zmq
+
+from aisolve.server import protocol
+from aisolve.server.client import Client, ServerError, ServerUnavailable
+from aisolve.server.server import Server, ServerConfig
+from conftest import EXAMPLE, REPO
+
+SUCROSE = {"sucrose.ins": (EXAMPLE / "sucrose.ins").read_bytes(), "sucrose.hkl": (EXAMPLE / "sucrose.hkl").read_bytes()}
+
+
+class RunningServer:
+    def __init__(self, port: int, **kw):
+        self.url = f"tcp://127.0.0.1:{port}"
+        self.cfg = ServerConfig(frontend=self.url, backend=f"tcp://127.0.0.1:{port + 1}", typer="baseline", **kw)
+        self.server = None
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        assert self.ready.wait(30)
+
+    def _run(self):
+        self.server = Server(self.cfg, log=lambda m: None)
+        self.ready.set()
+        self.server.serve_forever(install_signals=False)
+
+    def wait_for_workers(self, n: int, timeout: float = 60.0):
+        with Client(self.url) as c:
+            end = time.monotonic() + timeout
+            while time.monotonic() < end:
+                if sum(w["ready"] for w in c.status()["workers"]) >= n:
+                    return
+                time.sleep(0.3)
+        raise AssertionError("workers did not start")
+
+    def stop(self):
+        self.server.stop()
+        self.thread.join(60)
+
+
+@pytest.fixture(scope="module")
+def server():
+    s = RunningServer(5655, workers=1, max_message=2 * 1024 * 1024, job_timeout=120)
+    s.wait_for_workers(1)
+    yield s
+    s.stop()
+
+
+def _raw(url: str, frames: list[bytes], timeout_ms: int = 10000) -> tuple[dict, dict]:
+    ctx = zmq.Context.instance()
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(url)
+    sock.send_multipart(frames)
+    assert sock.poll(timeout_ms), "no reply"
+    header, files = protocol.decode(sock.recv_multipart())
+    sock.close()
+    return header, files
+
+
+def test_protocol_round_trip_and_malformed_messages():
+    rid, frames = protocol.request("solve", {"typer": "auto"}, {"a.hkl": b"1 2 3"})
+    header, files = protocol.decode(frames)
+    assert protocol.validate_request(header) == (rid, "solve", {"typer": "auto"}) and files == {"a.hkl": b"1 2 3"}
+    with pytest.raises(protocol.ProtocolError) as e:
+        protocol.decode([b"\xff\xfe not json"])
+    assert e.value.code == "bad_message"
+    with pytest.raises(protocol.ProtocolError) as e:
+        protocol.decode(frames[:1])  # an attachment missing
+    assert e.value.code == "bad_message" and "1 attachments" in e.value.message
+    with pytest.raises(protocol.ProtocolError) as e:
+        protocol.decode(frames, max_size=10)
+    assert e.value.code == "too_large"
+
+
+def test_thin_client_is_python38_and_pyzmq_only():
+    for name in ("client.py", "protocol.py"):
+        tree = ast.parse((REPO / "server" / name).read_text(), feature_version=(3, 8))
+        imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names} | \
+                   {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        assert imported <= {"__future__", "json", "uuid", "typing", "os", "time", "zmq", "aisolve"}, imported
+
+
+def _python38_with_zmq():
+    for cand in [os.environ.get("AISOLVE_PY38"), shutil.which("python3.8"),
+                 str(Path.home() / ".pyenv/versions/3.8.18/bin/python")]:
+        if cand and Path(cand).exists():
+            ok = subprocess.run([cand, "-c", "import zmq"], capture_output=True).returncode == 0
+            if ok:
+                return cand
+    return None
+
+
+@pytest.mark.skipif(_python38_with_zmq() is None, reason="no Python 3.8 with pyzmq on this machine")
+def test_thin_client_runs_on_python38(server, tmp_path):
+    """Olex2's Python: the client package alone (no cctbx, numpy, torch) pings the server."""
+    pkg = tmp_path / "aisolve" / "server"
+    pkg.mkdir(parents=True)
+    for name in ("__init__.py", "client.py", "protocol.py"):
+        shutil.copy(REPO / "server" / name, pkg / name)
+    code = ("import sys; from aisolve.server.client import Client; c = Client(sys.argv[1]); "
+            "print(c.ping()['pong'], 'numpy' in sys.modules, 'cctbx' in sys.modules)")
+    out = subprocess.run([_python38_with_zmq(), "-c", code, server.url], capture_output=True, text=True,
+                         env={"PYTHONPATH": str(tmp_path)}, timeout=60)
+    assert out.stdout.split() == ["True", "False", "False"], out.stderr
+
+
+def test_ping_and_status(server):
+    with Client(server.url) as c:
+        assert c.ping()["pong"] is True
+        st = c.status()
+    assert st["protocol"] == protocol.PROTOCOL_VERSION and st["workers"][0]["device"] == "cpu"
+
+
+def test_garbage_wrong_version_and_unknown_method_get_clean_errors(server):
+    header, _ = _raw(server.url, [b"\x00\x01garbage", b"more"])
+    assert header["type"] == "error" and header["code"] == "bad_message"
+    header, _ = _raw(server.url, [b'{"protocol": 99, "id": "x1", "method": "ping"}'])
+    assert header["code"] == "unsupported_version" and header["id"] == "x1"
+    _, frames = protocol.request("fly", {})
+    header, _ = _raw(server.url, frames)
+    assert header["code"] == "unknown_method"
+    with Client(server.url) as c:  # the server is still fine
+        assert c.ping()["pong"]
+
+
+def test_oversized_payload_is_refused(server):
+    with Client(server.url) as c, pytest.raises(ServerError) as e:
+        c.call("solve", {}, {"big.hkl": b"0" * (3 * 1024 * 1024)})
+    assert e.value.code == "too_large"
+
+
+def test_malformed_hkl_gets_an_error_naming_file_and_line(server):
+    bad = SUCROSE["sucrose.hkl"].splitlines(keepends=True)
+    bad[4] = b"   1   2   x  12.00    1.00\n"
+    with Client(server.url) as c, pytest.raises(ServerError) as e:
+        c.call("solve", {}, {"sucrose.ins": SUCROSE["sucrose.ins"], "sucrose.hkl": b"".join(bad)})
+    assert e.value.code == "bad_input"
+    assert "sucrose.hkl" in e.value.message and "line 5" in e.value.message and "/tmp" not in e.value.message
+
+
+def test_solve_streams_progress_and_a_retry_never_duplicates_the_job(server):
+    seen = []
+    with Client(server.url) as c:
+        header, files = c.call("solve", {"hydrogens": "geometry"}, SUCROSE, progress=lambda f, m: seen.append(f),
+                               request_id="job-sucrose-1")
+        assert header["solved"] and header["r1"] < 0.06
+        assert {"sucrose.res", "sucrose.cif", "sucrose.fcf", "report.json"} <= set(files)
+        assert seen and max(seen) == 1.0
+        t = time.monotonic()
+        again, files2 = c.call("solve", {"hydrogens": "geometry"}, SUCROSE, request_id="job-sucrose-1")
+        assert time.monotonic() - t < 2.0  # the stored result, not a second run
+        assert again["r1"] == header["r1"] and files2 == files
+
+
+def test_cancel_a_running_job(server):
+    with Client(server.url) as c:
+        rid, frames = protocol.request("solve", {"phasing_time": 60}, SUCROSE)
+        c.sock.send_multipart(frames)
+        time.sleep(1.0)
+        with Client(server.url) as other:
+            assert other.cancel(rid)["cancelled"] is True
+        with pytest.raises(ServerError) as e:
+            c.call("solve", {}, SUCROSE, request_id=rid)
+        assert e.value.code == "cancelled"
+    server.wait_for_workers(1)
+
+
+def test_worker_killed_mid_job_fails_only_that_job(server):
+    server.wait_for_workers(1)
+    with Client(server.url) as c:
+        pid = None
+        rid, frames = protocol.request("solve", {}, SUCROSE)
+        c.sock.send_multipart(frames)
+        time.sleep(1.5)
+        for w in server.server.workers.values():
+            if w.job == rid:
+                pid = w.process.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        with pytest.raises(ServerError) as e:
+            c.call("solve", {}, SUCROSE, request_id=rid)
+        assert e.value.code == "worker_crashed"
+    server.wait_for_workers(1)
+    with Client(server.url) as c:  # a replacement worker does the next job
+        header, _ = c.call("solve", {"hydrogens": "none"}, SUCROSE)
+        assert header["solved"]
+
+
+def test_client_that_vanishes_mid_job_does_not_disturb_others(server):
+    server.wait_for_workers(1)
+    ctx = zmq.Context.instance()
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(server.url)
+    _, frames = protocol.request("solve", {"hydrogens": "none"}, SUCROSE)
+    sock.send_multipart(frames)
+    assert sock.poll(10000)
+    sock.close()  # gone before the result
+    with Client(server.url) as c:
+        header, _ = c.call("solve", {"hydrogens": "none"}, SUCROSE)
+        assert header["solved"]
+
+
+def test_curve_server_refuses_unknown_clients(tmp_path):
+    from aisolve.server.keys import allow, create, load_public, load_secret
+    create(tmp_path / "server", "server")
+    create(tmp_path / "alice", "client")
+    create(tmp_path / "mallory", "client")
+    allow(tmp_path / "allow", tmp_path / "alice" / "client.key")
+    s = RunningServer(5675, workers=0, keys=str(tmp_path / "server"), allow=str(tmp_path / "allow"))
+    try:
+        server_key = load_public(tmp_path / "server" / "server.key")
+        with Client(s.url, server_key=server_key, client_keys=load_secret(tmp_path / "alice", "client")) as c:
+            assert c.ping()["pong"]
+        with Client(s.url, server_key=server_key, client_keys=load_secret(tmp_path / "mallory", "client"),
+                    reply_timeout=1.5, retries=1) as c, pytest.raises(ServerUnavailable):
+            c.ping()
+        with Client(s.url, reply_timeout=1.5, retries=1) as c, pytest.raises(ServerUnavailable):
+            c.ping()  # no CurveZMQ at all
+    finally:
+        s.stop()
+
+
+def test_cli_refuses_an_open_server_without_keys():
+    out = subprocess.run([sys.executable, "-m", "aisolve.server.cli", "serve", "--bind", "tcp://0.0.0.0:5695"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "CurveZMQ" in out.stderr
