@@ -474,3 +474,43 @@ def to_structure(template: Structure, xs: xray.structure, heavy_atoms: list[Atom
     st.header_lines = [ln for ln in template.header_lines if ln.split()[:1] and ln.split()[0].upper() in
                        ("L.S.", "PLAN", "ACTA", "LIST", "FMAP", "BOND", "CONF", "TEMP", "SIZE")]
     return st
+
+
+def assign_elements(structure: Structure, refl: ReflectionData, typer: AtomTyper | None = None,
+                    use_formula: bool = True) -> list[tuple[str, Atom | None]]:
+    """Elements for the model's non-H atoms and Q-peaks (a plugin's current model), from the data.
+
+    Returns (original label, typed atom) per site, None where the typer says 'no atom'.
+    """
+    sites = list(structure.non_h_atoms()) + list(structure.peaks)
+    if not sites:
+        raise InputError(structure.source or "model", "no atoms or Q-peaks to assign")
+    sym = structure.symmetry
+    contents = structure.cell_contents if use_formula else {}
+    data = prepare(refl, sym, contents or {"C": 1.0})
+    u0 = min(max(data.wilson_b / (8 * math.pi ** 2), 0.01), 0.08)
+    xs = structure_from_sites(sym, [a.xyz for a in sites], ["C"] * len(sites), u0)
+    for k, sc in enumerate(xs.scatterers()):
+        sc.label = f"S{k}"
+    xs, atoms = _type_atoms(xs, data, contents, typer or BaselineTyper(), sym)
+    by_label = {a.label: a for a in atoms}
+    return [(site.label, by_label.get(f"S{k}")) for k, site in enumerate(sites)]
+
+
+def add_hydrogens(structure: Structure, refl: ReflectionData) -> tuple[Structure, Figures, list[str]]:
+    """Riding hydrogens on the model's non-H atoms (existing H removed), refined with the data."""
+    heavy = list(structure.non_h_atoms())
+    if not heavy:
+        raise InputError(structure.source or "model", "no non-H atoms to put hydrogens on")
+    timer, warnings = _Timer(), []
+    data = prepare(refl, structure.symmetry, structure.cell_contents or {"C": 1.0})
+    bare = Structure(cell=structure.cell, space_group=structure.space_group, atoms=heavy)
+    xs = bare.to_xray(include_hydrogens=False)
+    for k, sc in enumerate(xs.scatterers()):
+        sc.label = f"X{k + 1}"
+    aniso = any(sc.flags.use_u_aniso() for sc in xs.scatterers())
+    set_refinement_flags(xs, aniso=aniso)
+    result = refine(xs, data.fo_sq, 4)
+    groups = _hydrogen_groups(xs, result, data, structure, timer, no_progress)
+    xs, result, groups, _ = _refine_with_hydrogens(xs.deep_copy_scatterers(), groups, data, aniso, timer, warnings)
+    return to_structure(structure, xs, heavy, groups), result.figures, warnings

@@ -15,7 +15,7 @@ from aisolve.core.shelx_ins import read_ins_text
 
 @dataclass
 class SolveInputs:
-    template: Structure  # cell, symmetry, wavelength, contents; no atoms
+    template: Structure  # cell, symmetry, wavelength, contents; no atoms unless asked to keep them
     reflections: ReflectionData
     stem: str
     files: list[Path]
@@ -29,7 +29,7 @@ def _template(st: Structure) -> Structure:
 
 def load_solve_inputs(paths: list[str], cell: list[float] | None = None, spacegroup: str | None = None,
                       formula: str | None = None, z: float | None = None,
-                      wavelength: float | None = None) -> SolveInputs:
+                      wavelength: float | None = None, keep_model: bool = False) -> SolveInputs:
     for p in paths:
         require_file(p)
     kinds = [kind_of(p) for p in paths]
@@ -59,7 +59,7 @@ def load_solve_inputs(paths: list[str], cell: list[float] | None = None, spacegr
     if template is None:
         template = _template_from_options(paths[0], refl, cell, spacegroup, wavelength)
     else:
-        template = _template(template)
+        template = template if keep_model else _template(template)
         if cell or spacegroup:
             _override(template, paths[0], cell, spacegroup)
     if wavelength:

@@ -45,16 +45,13 @@ class Engine:
 
     def run(self, method: str, params: dict, attachments: dict[str, bytes], progress: Progress):
         """(result fields, result attachments) of a job; JobError for a job that cannot be done."""
-        if method == "solve":
-            return self.solve(params, attachments, progress)
-        raise JobError("unknown_method", f"method {method!r} is not available in this server version")
-
-    def solve(self, params: dict, attachments: dict[str, bytes], progress: Progress):
-        from aisolve.core.outputs import write_outputs
-        from aisolve.core.pipeline import SolveOptions, solve
-        from aisolve.core.solve_inputs import load_solve_inputs
+        handler = {"solve": self.solve, "phase": self.phase, "assign_elements": self.assign_elements,
+                   "add_hydrogens": self.add_hydrogens}.get(method)
+        if handler is None:
+            raise JobError("unknown_method", f"method {method!r} is not one a worker runs")
         if not attachments:
-            raise JobError("bad_input", "solve needs the model (.ins/.res/.cif) and reflection files as attachments")
+            raise JobError("bad_input", f"{method} needs the model (.ins/.res/.cif) and reflection files "
+                                        "as attachments")
         with tempfile.TemporaryDirectory(prefix="aisolve-job-") as tmp:
             folder = Path(tmp)
             paths = []
@@ -66,28 +63,92 @@ class Engine:
             # the model first, as on the command line
             paths.sort(key=lambda p: 0 if Path(p).suffix.lower() in _MODEL_SUFFIXES else 1)
             try:
-                inputs = load_solve_inputs(paths, cell=params.get("cell"), spacegroup=params.get("spacegroup"),
-                                           formula=params.get("formula"), z=params.get("z"),
-                                           wavelength=params.get("wavelength"))
-                options = SolveOptions(hydrogens=params.get("hydrogens", "geometry"),
-                                       use_formula=not params.get("no_formula", False),
-                                       d_min=params.get("d_min"), phasing_time=float(params.get("phasing_time", 60)),
-                                       seed=int(params.get("seed", 0)), typer=self._typer(params.get("typer")))
-                result = solve(inputs.template, inputs.reflections, options, progress)
+                return handler(params, paths, folder, progress)
             except InputError as exc:
                 # name the file as the client knows it, not the temporary path
                 raise JobError("bad_input", str(exc).replace(str(folder) + "/", "")) from None
-            out = folder / "out"
-            written = write_outputs(result, out, inputs.stem, inputs={"files": sorted(attachments)},
-                                    options={"typer": options.typer.name, "hydrogens": options.hydrogens,
-                                             "use_formula": options.use_formula, "served": True},
-                                    protected=set(), hkl_text=inputs.hkl_text)
-            files = {p.name: p.read_bytes() for p in written.values()}
+
+    @staticmethod
+    def _inputs(params: dict, paths: list[str], keep_model: bool = False):
+        from aisolve.core.solve_inputs import load_solve_inputs
+        return load_solve_inputs(paths, cell=params.get("cell"), spacegroup=params.get("spacegroup"),
+                                 formula=params.get("formula"), z=params.get("z"), wavelength=params.get("wavelength"),
+                                 keep_model=keep_model)
+
+    def solve(self, params: dict, paths: list[str], folder: Path, progress: Progress):
+        from aisolve.core.outputs import write_outputs
+        from aisolve.core.pipeline import SolveOptions, solve
+        inputs = self._inputs(params, paths)
+        options = SolveOptions(hydrogens=params.get("hydrogens", "geometry"),
+                               use_formula=not params.get("no_formula", False), d_min=params.get("d_min"),
+                               phasing_time=float(params.get("phasing_time", 60)), seed=int(params.get("seed", 0)),
+                               typer=self._typer(params.get("typer")))
+        result = solve(inputs.template, inputs.reflections, options, progress)
+        written = write_outputs(result, folder / "out", inputs.stem,
+                                inputs={"files": sorted(Path(p).name for p in paths)},
+                                options={"typer": options.typer.name, "hydrogens": options.hydrogens,
+                                         "use_formula": options.use_formula, "served": True},
+                                protected=set(), hkl_text=inputs.hkl_text)
+        files = {p.name: p.read_bytes() for p in written.values()}
         f = result.figures
         fields = {"solved": result.solved, "formula": result.structure.formula(),
                   "r1": f.r1 if f else None, "wr2": f.wr2 if f else None, "goof": f.goof if f else None,
                   "warnings": result.warnings}
         return fields, files
+
+    def phase(self, params: dict, paths: list[str], folder: Path, progress: Progress):
+        """Phases of the data (charge flipping) as an .fcf (LIST 6) and the highest map peaks."""
+        import numpy as np
+
+        from aisolve.core.data_prep import prepare
+        from aisolve.core.fcf import write_fcf_text
+        from aisolve.core.peaks import fourier_peaks
+        from aisolve.core.phasing import ChargeFlippingPhaser
+        inputs = self._inputs(params, paths)
+        st = inputs.template
+        data = prepare(inputs.reflections, st.symmetry, st.cell_contents or {"C": 1.0}, params.get("d_min"))
+        phasing = ChargeFlippingPhaser(seed=int(params.get("seed", 0))).phase(
+            data, st.symmetry, float(params.get("phasing_time", 60)), progress)
+        if not phasing.solved:
+            return {"solved": False, "notes": phasing.notes}, {}
+        fc = phasing.f_calc.common_set(data.fo_sq)
+        fo = data.fo_sq.common_set(fc)
+        text = write_fcf_text(inputs.stem, st.cell, st.space_group, np.array(fo.indices()),
+                              fo.data().as_numpy_array(), fo.sigmas().as_numpy_array(),
+                              np.abs(fc.data().as_numpy_array()), np.degrees(np.angle(fc.data().as_numpy_array())))
+        peaks = fourier_peaks(phasing.f_calc, max_peaks=int(params.get("max_peaks", 60)))
+        return ({"solved": True, "figure_of_merit": phasing.figure_of_merit, "notes": phasing.notes,
+                 "peaks": [{"xyz": list(p.xyz), "height": p.height} for p in peaks]},
+                {f"{inputs.stem}_phases.fcf": text.encode()})
+
+    def assign_elements(self, params: dict, paths: list[str], folder: Path, progress: Progress):
+        """Elements (with probabilities) for the model's non-H atoms and Q-peaks, by their labels."""
+        from aisolve.core.pipeline import assign_elements
+        inputs = self._inputs(params, paths, keep_model=True)
+        progress(0.1, "assigning elements")
+        typed = assign_elements(inputs.template, inputs.reflections, self._typer(params.get("typer")),
+                                use_formula=not params.get("no_formula", False))
+        rows = []
+        for label, atom in typed:
+            if atom is None:
+                rows.append({"label": label, "element": None, "note": "no atom"})
+                continue
+            probs = sorted((atom.element_probabilities or {atom.element: 1.0}).items(), key=lambda kv: -kv[1])
+            rows.append({"label": label, "element": atom.element, "confidence": atom.confidence,
+                         "probabilities": dict(probs[:4]), "xyz": list(atom.xyz)})
+        progress(1.0, "done")
+        return {"assignments": rows}, {}
+
+    def add_hydrogens(self, params: dict, paths: list[str], folder: Path, progress: Progress):
+        """Riding hydrogens on the model, refined; the model back as a .res with AFIX blocks."""
+        from aisolve.core.pipeline import add_hydrogens
+        from aisolve.core.shelx_write import write_ins_text
+        inputs = self._inputs(params, paths, keep_model=True)
+        progress(0.1, "placing riding hydrogens")
+        model, figures, warnings = add_hydrogens(inputs.template, inputs.reflections)
+        progress(1.0, "done")
+        return ({"r1": figures.r1, "n_hydrogens": len(model.hydrogens()), "warnings": warnings},
+                {f"{inputs.stem}_h.res": write_ins_text(model).encode()})
 
     def _typer(self, choice):
         if not choice or choice == self.typer_choice:

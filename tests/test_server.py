@@ -239,3 +239,33 @@ def test_cli_refuses_an_open_server_without_keys():
     out = subprocess.run([sys.executable, "-m", "aisolve.server.cli", "serve", "--bind", "tcp://0.0.0.0:5695"],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "CurveZMQ" in out.stderr
+
+
+def _reference_without_h() -> bytes:
+    lines = (EXAMPLE / "reference" / "sucrose.res").read_text().splitlines()
+    return "\n".join(ln for ln in lines if not ln.upper().startswith(("H", "AFIX")) or ln.upper().startswith("HKLF")).encode()
+
+
+def test_assign_elements_and_add_hydrogens_on_the_current_model(server):
+    """What the plugins send: the current model and the reflections."""
+    from aisolve.core.shelx_ins import read_ins_text
+    ref = read_ins_text((EXAMPLE / "reference" / "sucrose.res").read_text(), "reference")
+    truth = {a.label: a.element for a in ref.non_h_atoms()}
+    files = {"sucrose.res": _reference_without_h(), "sucrose.hkl": SUCROSE["sucrose.hkl"]}
+    with Client(server.url) as c:
+        header, _ = c.call("assign_elements", {}, files)
+        got = {row["label"]: row["element"] for row in header["assignments"]}
+        assert {k: got[k] for k in truth} == truth  # the file's Q-peaks get an answer too
+        assert {k for k in got if k not in truth} == {f"Q{i}" for i in range(1, 11)}
+        header, out = c.call("add_hydrogens", {}, files)
+    model = read_ins_text(out["sucrose_h.res"].decode(), "sucrose_h.res")
+    assert header["n_hydrogens"] == 22 == len(model.hydrogens())
+    assert header["r1"] < 0.06 and any(a.afix for a in model.hydrogens())
+
+
+def test_phase_returns_an_fcf_and_peaks(server):
+    with Client(server.url) as c:
+        header, out = c.call("phase", {"phasing_time": 30}, SUCROSE)
+    assert header["solved"] and len(header["peaks"]) >= 23
+    text = out["sucrose_phases.fcf"].decode()
+    assert "_shelx_refln_list_code          6" in text and text.count("\n") > 1000
