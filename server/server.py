@@ -138,7 +138,8 @@ class Server:
             self._to_client(identity, protocol.error_reply(exc.request_id, exc.code, exc.message))
             return
         if method == "ping":
-            self._to_client(identity, protocol.reply(rid, "result", pong=True, time=time.time()))
+            self._to_client(identity, protocol.reply(rid, "result", pong=True, time=time.time(),
+                                                     echo=params.get("echo")))
         elif method == "status":
             self._to_client(identity, protocol.reply(rid, "result", **self.status()))
         elif method == "cancel":
