@@ -214,6 +214,7 @@ class Server:
                                                 message=header.get("message", "")))
         elif kind in ("result", "error"):
             fields = {k: v for k, v in header.items() if k not in ("type", "id", "attachments", "protocol")}
+            fields["worker"] = wid
             self._finish(job, protocol.reply(job.id, kind, attachments, **fields))
 
     # -- housekeeping -------------------------------------------------------------------------

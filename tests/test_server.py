@@ -269,3 +269,43 @@ def test_phase_returns_an_fcf_and_peaks(server):
     assert header["solved"] and len(header["peaks"]) >= 23
     text = out["sucrose_phases.fcf"].decode()
     assert "_shelx_refln_list_code          6" in text and text.count("\n") > 1000
+
+
+def test_time_limit_fails_the_job_and_replaces_the_worker(server):
+    server.wait_for_workers(1)
+    with Client(server.url) as c, pytest.raises(ServerError) as e:
+        c.call("solve", {"timeout": 0.5}, SUCROSE)
+    assert e.value.code == "timeout"
+    server.wait_for_workers(1)
+    with Client(server.url) as c:
+        assert c.call("solve", {"hydrogens": "none"}, SUCROSE)[0]["solved"]
+
+
+def test_scale_out_two_workers_connecting_to_the_back_end():
+    """Workers started on their own (as on other hosts) share the jobs of one server."""
+    s = RunningServer(5685, workers=0)
+    procs = [subprocess.Popen([sys.executable, "-m", "aisolve.server.worker", "--connect", s.cfg.backend,
+                               "--typer", "baseline"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             for _ in range(2)]
+    try:
+        s.wait_for_workers(2)
+        results = {}
+
+        def run(k):
+            with Client(s.url) as c:
+                results[k] = c.call("solve", {"hydrogens": "none"}, SUCROSE)[0]
+
+        threads = [threading.Thread(target=run, args=(k,)) for k in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(300)
+        assert all(results[k]["solved"] for k in range(2))
+        assert results[0]["worker"] != results[1]["worker"]
+        with Client(s.url) as c:
+            workers = c.status()["workers"]
+        assert len(workers) == 2 and not any(w["local"] for w in workers)
+    finally:
+        s.stop()
+        for p in procs:
+            p.wait(30)
