@@ -309,3 +309,22 @@ def test_scale_out_two_workers_connecting_to_the_back_end():
         s.stop()
         for p in procs:
             p.wait(30)
+
+
+def test_sigterm_finishes_in_flight_work_then_exits():
+    proc = subprocess.Popen([sys.executable, "-m", "aisolve.server.cli", "serve", "--bind", "tcp://127.0.0.1:5705",
+                             "--typer", "baseline"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        with Client("tcp://127.0.0.1:5705", reply_timeout=30) as c:
+            while not any(w["ready"] for w in c.status()["workers"]):
+                time.sleep(0.2)
+            rid, frames = protocol.request("solve", {"hydrogens": "none"}, SUCROSE)
+            c.sock.send_multipart(frames)
+            time.sleep(1.0)
+            proc.send_signal(signal.SIGTERM)
+            header, _ = c.call("solve", {"hydrogens": "none"}, SUCROSE, request_id=rid)
+            assert header["solved"]
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
