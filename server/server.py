@@ -27,6 +27,10 @@ HEARTBEAT_LIMIT = 10.0  # s of silence after which a remote worker counts as los
 RESULT_KEEP = 600.0  # s a finished result stays available to retries
 
 
+def _is_local(endpoint: str) -> bool:
+    return endpoint.startswith(("ipc://", "inproc://")) or any(h in endpoint for h in ("//127.0.0.1:", "//localhost:"))
+
+
 @dataclass
 class Job:
     id: str
@@ -63,6 +67,8 @@ class ServerConfig:
     # CurveZMQ: the server's key folder (server.key_secret) and the folder of allowed client keys
     keys: str | None = None
     allow: str | None = None
+    # CurveZMQ on the back end too: None means "when keys are given and the back end is not localhost"
+    secure_backend: bool | None = None
 
 
 class Server:
@@ -81,23 +87,39 @@ class Server:
         self.frontend.setsockopt(zmq.SNDHWM, 1000)
         # a hard stop for absurd frames; anything above max_message still gets a clean error
         self.frontend.setsockopt(zmq.MAXMSGSIZE, 2 * cfg.max_message)
-        if cfg.keys:
-            self._secure(self.frontend)
-        self.frontend.bind(cfg.frontend)
         self.backend = self.ctx.socket(zmq.ROUTER)
         self.backend.setsockopt(zmq.LINGER, 0)
+        # the back end needs CurveZMQ too when workers may connect from other hosts
+        self.secure_backend = bool(cfg.keys) and (not _is_local(cfg.backend) if cfg.secure_backend is None
+                                                  else cfg.secure_backend)
+        if cfg.keys:
+            self._start_auth()
+            self._secure(self.frontend)
+            if self.secure_backend:
+                self._secure(self.backend)
+        self.frontend.bind(cfg.frontend)
         self.backend.bind(cfg.backend)
 
     # -- set-up -------------------------------------------------------------------------------
-    def _secure(self, sock) -> None:
-        from zmq.auth.thread import ThreadAuthenticator
+    def _start_auth(self) -> None:
+        """One authenticator for both ends: the allowed client and worker keys, plus the server's
+        own public key, which the local workers use."""
+        import shutil
+        import tempfile
 
-        from aisolve.server.keys import load_secret
+        from zmq.auth.thread import ThreadAuthenticator
         if not self.cfg.allow or not Path(self.cfg.allow).is_dir():
-            raise FileNotFoundError(f"CurveZMQ needs a folder of allowed client public keys (got {self.cfg.allow!r})")
+            raise FileNotFoundError(f"CurveZMQ needs a folder of allowed public keys (got {self.cfg.allow!r})")
+        self._allowed = tempfile.mkdtemp(prefix="aisolve-allow-")
+        for key in Path(self.cfg.allow).glob("*.key"):
+            shutil.copy(key, self._allowed)
+        shutil.copy(Path(self.cfg.keys) / "server.key", Path(self._allowed) / "aisolve-server-itself.key")
         self.auth = ThreadAuthenticator(self.ctx)
         self.auth.start()
-        self.auth.configure_curve(domain="*", location=str(self.cfg.allow))
+        self.auth.configure_curve(domain="*", location=self._allowed)
+
+    def _secure(self, sock) -> None:
+        from aisolve.server.keys import load_secret
         public, secret = load_secret(self.cfg.keys, "server")
         sock.curve_secretkey = secret
         sock.curve_publickey = public
@@ -105,8 +127,10 @@ class Server:
 
     def _spawn(self) -> None:
         wid = f"local-{uuid.uuid4().hex[:8]}"
+        keys = ["--server-key", str(Path(self.cfg.keys) / "server.key"), "--keys", self.cfg.keys,
+                "--key-name", "server"] if self.secure_backend else []
         proc = subprocess.Popen([sys.executable, "-m", "aisolve.server.worker", "--connect", self.cfg.backend,
-                                 "--typer", self.cfg.typer, "--id", wid],
+                                 "--typer", self.cfg.typer, "--id", wid] + keys,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.workers[wid] = Worker(wid, proc)
 
@@ -301,6 +325,8 @@ class Server:
                     w.process.kill()
         if self.auth is not None:
             self.auth.stop()
+            import shutil
+            shutil.rmtree(self._allowed, ignore_errors=True)
         self.frontend.close()
         self.backend.close()
         self.ctx.term()

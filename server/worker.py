@@ -92,12 +92,13 @@ def main(argv=None) -> int:
     p.add_argument("--typer", default="auto")
     p.add_argument("--id", help="worker identity (default: host-pid-random)")
     p.add_argument("--server-key", help="the back end's public key file (CurveZMQ), where the back end is secured")
-    p.add_argument("--keys", help="folder with this worker's key pair (worker.key_secret)")
+    p.add_argument("--keys", help="folder with this worker's key pair (NAME.key_secret)")
+    p.add_argument("--key-name", default="worker", help="NAME of the key pair (default: worker)")
     a = p.parse_args(argv)
     curve = None
     if a.server_key:
         from aisolve.server.keys import load_public, load_secret
-        public, secret = load_secret(a.keys, "worker")
+        public, secret = load_secret(a.keys, a.key_name)
         curve = {"public": public, "secret": secret, "server": load_public(a.server_key)}
     run_worker(a.connect, a.typer, curve, a.id)
     return 0

@@ -328,3 +328,31 @@ def test_sigterm_finishes_in_flight_work_then_exits():
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_secured_back_end_takes_only_allowed_workers(tmp_path):
+    from aisolve.server.keys import allow, create, load_public, load_secret
+    create(tmp_path / "server", "server")
+    create(tmp_path / "alice", "client")
+    create(tmp_path / "node", "worker")
+    allow(tmp_path / "allow", tmp_path / "alice" / "client.key")
+    s = RunningServer(5715, workers=1, keys=str(tmp_path / "server"), allow=str(tmp_path / "allow"),
+                      secure_backend=True)
+    stranger = subprocess.Popen([sys.executable, "-m", "aisolve.server.worker", "--connect", s.cfg.backend,
+                                 "--typer", "baseline", "--server-key", str(tmp_path / "server" / "server.key"),
+                                 "--keys", str(tmp_path / "node")], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+    try:
+        keys = dict(server_key=load_public(tmp_path / "server" / "server.key"),
+                    client_keys=load_secret(tmp_path / "alice", "client"))
+        with Client(s.url, **keys) as c:
+            end = time.monotonic() + 60
+            while not any(w["ready"] for w in c.status()["workers"]) and time.monotonic() < end:
+                time.sleep(0.3)
+            time.sleep(2.0)  # time for the stranger to try
+            workers = c.status()["workers"]
+            assert [w["local"] for w in workers] == [True]  # the node's key is not allowed
+            assert c.call("solve", {"hydrogens": "none"}, SUCROSE)[0]["solved"]
+    finally:
+        stranger.kill()
+        s.stop()
