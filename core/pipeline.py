@@ -513,4 +513,7 @@ def add_hydrogens(structure: Structure, refl: ReflectionData) -> tuple[Structure
     result = refine(xs, data.fo_sq, 4)
     groups = _hydrogen_groups(xs, result, data, structure, timer, no_progress)
     xs, result, groups, _ = _refine_with_hydrogens(xs.deep_copy_scatterers(), groups, data, aniso, timer, warnings)
-    return to_structure(structure, xs, heavy, groups), result.figures, warnings
+    model = to_structure(structure, xs, heavy, groups)
+    for atom, original in zip(model.non_h_atoms(), heavy):  # the user's labels, so that pivots can be named
+        atom.label = original.label
+    return model, result.figures, warnings

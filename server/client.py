@@ -83,9 +83,11 @@ class Client:
 
     def call(self, method: str, params: Optional[Dict] = None, attachments: Optional[Dict[str, bytes]] = None,
              progress: Optional[Callable[[float, str], None]] = None, timeout: Optional[float] = None,
-             request_id: Optional[str] = None) -> Tuple[Dict, Dict[str, bytes]]:
+             request_id: Optional[str] = None,
+             idle: Optional[Callable[[], None]] = None) -> Tuple[Dict, Dict[str, bytes]]:
         """(result header, attachments) of a request; ServerError for an error reply,
-        ServerUnavailable when the server does not answer. `timeout` bounds the whole call."""
+        ServerUnavailable when the server does not answer. `timeout` bounds the whole call;
+        `idle` is called between 100 ms polls (a GUI keeps painting: Olex2's olx.Refresh)."""
         rid, frames = protocol.request(method, params, attachments, request_id)
         deadline = None if timeout is None else time.monotonic() + timeout
         silent_rounds = 0
@@ -102,6 +104,8 @@ class Client:
                 if now - last_heard > wait:
                     break  # silence: ask again with the same id
                 if not self.sock.poll(100):
+                    if idle is not None:
+                        idle()
                     continue
                 header, files = protocol.decode(self.sock.recv_multipart(), max_size=1 << 34)
                 if header.get("id") not in (rid, ""):

@@ -1,0 +1,190 @@
+"""aisolve for Olex2: the "AI solve" button (Python 3.8, Olex2's embedded interpreter).
+
+Two ways, chosen by the current model:
+- atoms or Q-peaks present: the server assigns elements to them (`assign_elements`), the plugin
+  renames/retypes them with `name` and deletes the ones that are no atoms with `kill`, then asks
+  for riding hydrogens (`add_hydrogens`) and adds them group by group with `Afix mn pivot`;
+- nothing yet (a fresh .ins): the server solves the structure (`solve`); its atoms are added with
+  NewAtom, then the same hydrogen step.
+A history point comes first, so the pre-AI model is one click away; the macros are Olex2's
+undoable ones wherever Olex2 has one. The server call waits in a poll loop that keeps the GUI
+painting (olx.Refresh). Every failure is reported in the status line and changes nothing.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import olex  # noqa: F401  (Olex2 runtime)
+import olex_core
+import olx
+from olexFunctions import OV
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)  # the bundled thin client (aisolve/server/client.py) and aisolve_apply
+
+import aisolve_apply as plan  # noqa: E402
+
+try:
+    import zmq  # noqa: F401
+    HAVE_ZMQ = True
+except ImportError:  # the plugin still loads and says how to install it
+    HAVE_ZMQ = False
+
+SETTINGS = {"server_url": "tcp://127.0.0.1:5555", "server_key": "", "client_keys": "", "timeout": 900,
+            "use_formula": True, "add_hydrogens": True, "refine_after": True, "typer": "auto"}
+
+
+def setting(name):
+    value = OV.GetParam("aisolve.%s" % name)
+    return SETTINGS[name] if value in (None, "") else value
+
+
+class AISolve:
+    def __init__(self):
+        self.status = ""
+        OV.registerFunction(self.run, False, "aisolve")
+        OV.registerFunction(self.status_text, False, "aisolve")
+
+    def status_text(self):
+        return self.status
+
+    def _say(self, text, level="info"):
+        self.status = text
+        olx.Echo(text, m=level)
+
+    # -- the button -----------------------------------------------------------------------------
+    def run(self):
+        try:
+            self._run()
+        except Exception as exc:  # Olex2 swallows exceptions of registered functions: report it
+            self._say("AI solve failed: %s: %s" % (type(exc).__name__, exc), "error")
+
+    def _run(self):
+        if not HAVE_ZMQ:
+            self._say("AI solve needs pyzmq: type 'pip pyzmq' on Olex2's command line, then restart Olex2",
+                      "error")
+            return
+        from aisolve.server.client import ServerError, ServerUnavailable
+        OV.File()  # the current model, saved to its file
+        model_path, hkl_path = OV.FileFull(), OV.HKLSrc()
+        if not hkl_path or not os.path.isfile(hkl_path):
+            self._say("AI solve: no reflection file for this structure", "error")
+            return
+        stem = os.path.splitext(os.path.basename(model_path))[0]
+        files = {stem + ".ins": _read(model_path), stem + ".hkl": _read(hkl_path)}
+        params = {"typer": setting("typer"), "no_formula": not setting("use_formula"), "timeout": setting("timeout")}
+        sites = self._current_sites()
+        r1_before = _r1()
+        try:
+            with self._client() as client:
+                if sites:
+                    edits = self._assign(client, files, params, sites)
+                else:
+                    edits = self._solve(client, files, params)
+                if edits is None:
+                    return
+                if setting("add_hydrogens"):
+                    OV.File()
+                    files[stem + ".ins"] = _read(model_path)
+                    self._hydrogens(client, files, params)
+        except ServerUnavailable as exc:
+            self._say("AI solve: the server does not answer (%s)" % exc, "error")
+            return
+        except ServerError as exc:
+            self._say("AI solve: the server refused the job: %s" % exc.message, "error")
+            return
+        if setting("refine_after"):
+            olex.m("refine 10")
+        r1_after = _r1()
+        self._say("AI solve done: R1 %s -> %s. %s" % (_fmt(r1_before), _fmt(r1_after), edits))
+
+    def _client(self):
+        from aisolve.server.client import Client
+        server_key = client_keys = None
+        if setting("server_key"):
+            import zmq.auth
+            server_key = zmq.auth.load_certificate(setting("server_key"))[0]
+            client_keys = zmq.auth.load_certificate(os.path.join(setting("client_keys"), "client.key_secret"))
+        return Client(setting("server_url"), server_key=server_key, client_keys=client_keys,
+                      reply_timeout=10.0, retries=1)
+
+    def _call(self, client, method, params, files):
+        def progress(fraction, message):
+            self.status = "AI solve: %s (%d %%)" % (message, int(100 * fraction))
+            olx.Refresh()
+        return client.call(method, params, files, progress=progress, timeout=float(setting("timeout")) + 30,
+                           idle=olx.Refresh)
+
+    # -- the two ways -------------------------------------------------------------------------
+    def _current_sites(self):
+        model = olex_core.GetRefinementModel(False)
+        sites = []
+        for residue in model["aunit"]["residues"]:
+            for atom in residue["atoms"]:
+                if atom["type"] not in ("H", "D"):
+                    sites.append({"label": atom["label"], "type": atom["type"], "is_peak": atom["type"] == "Q"})
+        return sites
+
+    def _assign(self, client, files, params, sites):
+        header, _ = self._call(client, "assign_elements", params, files)
+        renames, kills = plan.rename_plan(sites, header["assignments"])
+        olex.m("spy.create_history")
+        for old, new in renames:
+            olex.m("name %s %s" % (old, new))
+        if kills:
+            olex.m("kill " + " ".join(kills))
+        unsure = [r for r in header["assignments"] if r.get("element") and (r.get("confidence") or 1) < 0.8]
+        for r in unsure:
+            probs = sorted(r.get("probabilities", {}).items(), key=lambda kv: -kv[1])
+            olx.Echo("low confidence: %s -> %s (%s)" % (r["label"], r["element"],
+                                                         ", ".join("%s %.2f" % kv for kv in probs[:3])), m="warning")
+        return "%d atoms named, %d peaks removed" % (len(renames), len(kills))
+
+    def _solve(self, client, files, params):
+        header, out = self._call(client, "solve", dict(params, hydrogens="none"), files)
+        if not header.get("solved"):
+            self._say("AI solve: not solved (%s); the model is unchanged" % "; ".join(header.get("warnings", [])),
+                      "warning")
+            return None
+        res = next(v for k, v in out.items() if k.endswith(".res"))
+        _, atoms = plan.parse_res(res.decode())
+        olex.m("spy.create_history")
+        for a in atoms:
+            olx.xf.au.NewAtom(a["label"], *a["xyz"])
+        olx.xf.EndUpdate()
+        report = json.loads(out.get("report.json", b"{}") or b"{}")
+        for line in plan.low_confidence(report.get("atoms", [])):
+            olx.Echo("low confidence: " + line, m="warning")
+        return "%d atoms from the solution" % len(atoms)
+
+    def _hydrogens(self, client, files, params):
+        header, out = self._call(client, "add_hydrogens", params, files)
+        res = next(v for k, v in out.items() if k.endswith(".res"))
+        _, atoms = plan.parse_res(res.decode())
+        for pivot, afix, _n in plan.hydrogen_groups(atoms):
+            olex.m("Afix %d %s" % (afix, pivot))  # riding H of that group, explicitly
+        for w in header.get("warnings", []):
+            olx.Echo("hydrogens: " + w, m="warning")
+
+
+def _read(path):
+    with open(path, "rb") as fh:
+        return fh.read()
+
+
+def _r1():
+    try:
+        value = OV.GetParam("snum.refinement.last_R1")
+        return float(value) if value not in (None, "", "n/a") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _fmt(r1):
+    return "n/a" if r1 is None else "%.4f" % r1
+
+
+aisolve_plugin = AISolve()

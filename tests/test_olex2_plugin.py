@@ -1,0 +1,183 @@
+"""The Olex2 plugin against a real server on loopback, inside stand-in olx/olex/olex_core/OV modules."""
+from __future__ import annotations
+
+import ast
+import importlib
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from aisolve.core.shelx_ins import read_ins
+from conftest import REAL, REPO
+from test_server import RunningServer
+
+PLUGIN = REPO / "olex2_plugin" / "plugin-AISolve"
+STANDIN = Path(__file__).parent / "olex2_standin"
+ENTRY = "olex2-gui__ZZULI2"
+pytestmark = pytest.mark.skipif(REAL is None or not (REAL / ENTRY).is_dir(), reason="shared real data absent")
+
+
+@pytest.fixture(scope="module")
+def server():
+    s = RunningServer(5735, workers=1)
+    s.wait_for_workers(1)
+    yield s
+    s.stop()
+
+
+@pytest.fixture()
+def plugin(monkeypatch):
+    monkeypatch.syspath_prepend(str(STANDIN))
+    monkeypatch.syspath_prepend(str(PLUGIN))
+    for name in ("AISolve", "aisolve_apply", "_state", "olx", "olex", "olex_core", "olexFunctions"):
+        sys.modules.pop(name, None)
+    state = importlib.import_module("_state").STATE
+    module = importlib.import_module("AISolve")
+    return module, state
+
+
+def _files(tmp_path: Path, as_peaks: bool) -> tuple[Path, Path]:
+    """The entry's .ins with its H removed and its other atoms either turned into Q-peaks or removed."""
+    src = REAL / ENTRY / f"{ENTRY}.ins"
+    lines = src.read_text().splitlines()
+    ref = read_ins(src)
+    out, q = [], 0
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        words = line.split()
+        is_atom = words and any(a.label == words[0] for a in ref.atoms)
+        if is_atom or (words and words[0].upper() == "AFIX"):
+            if is_atom and line.rstrip().endswith("="):
+                i += 1  # its continuation line
+            if is_atom and as_peaks and words[0][0].upper() != "H":
+                q += 1
+                out.append(f"Q{q}   1 {words[2]} {words[3]} {words[4]} 11.0 0.05 {3.0 - 0.1 * q:.2f}")
+            i += 1
+            continue
+        out.append(line)
+        i += 1
+    ins = tmp_path / "zz.ins"
+    ins.write_text("\n".join(out) + "\n")
+    hkl = tmp_path / "zz.hkl"
+    shutil.copy(REAL / ENTRY / f"{ENTRY}.hkl", hkl)
+    return ins, hkl
+
+
+def _setup(state, ins, hkl, url):
+    state.reset(str(ins), str(hkl))
+    state.params.update({"aisolve.server_url": url, "aisolve.timeout": 300})
+
+
+def test_q_peaks_become_the_right_atoms_with_riding_hydrogens_and_undo_restores(plugin, server, tmp_path):
+    module, state = plugin
+    ins, hkl = _files(tmp_path, as_peaks=True)
+    _setup(state, ins, hkl, server.url)
+    original = (list(state.structure.atoms), [(p.label, p.xyz) for p in state.structure.peaks])
+    replies = _record_replies(module)
+    state.functions["spy.aisolve.run"]()
+    assert not [m for m in state.messages if m[0] == "error"], state.messages
+    log = state.log
+    first_edit = min(i for i, m in enumerate(log) if m.split()[0] in ("name", "kill", "Afix", "NewAtom"))
+    assert log[0] == "File" and "spy.create_history" in log[:first_edit]
+    names = [m for m in log if m.startswith("name ")]
+    assert len(names) == 14 and all(m.split()[1].startswith("Q") for m in names)
+    # the final model is the server's answer: its elements at the peaks' places...
+    answers = dict(replies)
+    peaks = {p[0]: p[1] for p in original[1]}
+    final = state.structure
+    assert not final.peaks
+    for row in answers["assign_elements"][0]["assignments"]:
+        match = [b for b in final.non_h_atoms() if np.allclose(b.xyz, peaks[row["label"]], atol=1e-4)]
+        assert len(match) == 1 and match[0].element == row["element"], row
+    # ...and its riding H, one Afix group per pivot
+    from aisolve_apply import hydrogen_groups, parse_res
+    res = next(v for k, v in answers["add_hydrogens"][1].items() if k.endswith(".res")).decode()
+    expected = {pivot: n for pivot, _afix, n in hydrogen_groups(parse_res(res)[1])}
+    got = {}
+    pivot = None
+    for a in final.atoms:
+        if a.element == "H":
+            got[pivot] = got.get(pivot, 0) + 1
+        else:
+            pivot = a.label
+    assert got == expected and sum(expected.values()) >= 8
+    assert any(m.startswith("Afix 23 ") for m in log) and log[-1] == "refine 10"
+    assert "AI solve done" in state.messages[-1][1]
+    # undo, once per undoable edit, gives back the model the user had
+    for _ in range(sum(1 for m in log if m.split()[0] in ("name", "kill", "Afix"))):
+        state.macro("undo")
+    assert [a.label for a in state.structure.atoms] == [a.label for a in original[0]]
+    assert [(p.label, p.xyz) for p in state.structure.peaks] == original[1]
+
+
+def test_empty_model_is_solved_and_the_history_point_keeps_the_old_one(plugin, server, tmp_path):
+    module, state = plugin
+    ins, hkl = _files(tmp_path, as_peaks=False)
+    _setup(state, ins, hkl, server.url)
+    state.functions["spy.aisolve.run"]()
+    assert not [m for m in state.messages if m[0] == "error"], state.messages
+    log = state.log
+    new_atoms = [m for m in log if m.startswith("NewAtom ")]
+    assert len(new_atoms) == 14 and log.index("spy.create_history") < log.index(new_atoms[0])
+    assert "EndUpdate" in log
+    formula = sorted(a.element for a in state.structure.non_h_atoms())
+    assert formula == sorted(["Cu"] * 2 + ["Cl"] * 2 + ["N"] * 4 + ["C"] * 6)
+    assert sum(1 for a in state.structure.atoms if a.element == "H") == 10
+    assert state.history[0] == ([], [])  # the pre-AI model, restorable from the history
+
+
+def test_server_down_and_bad_data_show_messages_and_change_nothing(plugin, server, tmp_path):
+    module, state = plugin
+    ins, hkl = _files(tmp_path, as_peaks=True)
+    _setup(state, ins, hkl, "tcp://127.0.0.1:5799")  # nobody listens there
+    state.params["aisolve.timeout"] = 5
+    module.aisolve_plugin._client = _quick(module.aisolve_plugin._client)
+    before = [(p.label, p.xyz) for p in state.structure.peaks]
+    state.functions["spy.aisolve.run"]()
+    assert state.messages[-1][0] == "error" and "does not answer" in state.messages[-1][1]
+    assert state.log == ["File"] and [(p.label, p.xyz) for p in state.structure.peaks] == before
+
+    hkl.write_text("   1   2   x  12.00    1.00\n")
+    _setup(state, ins, hkl, server.url)
+    state.functions["spy.aisolve.run"]()
+    assert state.messages[-1][0] == "error" and "zz.hkl" in state.messages[-1][1]
+    assert state.log == ["File"]
+
+
+def _record_replies(module) -> list:
+    """The server's answers as the plugin received them: (method, (header, files))."""
+    seen = []
+    call = module.aisolve_plugin._call
+
+    def recording(client, method, params, files):
+        out = call(client, method, params, files)
+        seen.append((method, out))
+        return out
+    module.aisolve_plugin._call = recording
+    return seen
+
+
+def _quick(make_client):
+    def client():
+        c = make_client()
+        c.reply_timeout, c.retries = 1.0, 0
+        return c
+    return client
+
+
+def test_missing_pyzmq_is_a_message(plugin, tmp_path):
+    module, state = plugin
+    ins, hkl = _files(tmp_path, as_peaks=True)
+    _setup(state, ins, hkl, "tcp://127.0.0.1:5799")
+    module.HAVE_ZMQ = False
+    state.functions["spy.aisolve.run"]()
+    assert "pip pyzmq" in state.messages[-1][1] and state.log == []
+
+
+def test_plugin_is_python38_syntax():
+    for path in PLUGIN.glob("*.py"):
+        ast.parse(path.read_text(), feature_version=(3, 8))
