@@ -209,6 +209,17 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_install_olex2(args: argparse.Namespace) -> int:
+    from aisolve.server.olex2_install import InstallError, install, uninstall
+    try:
+        lines = uninstall(args.olex2_dir) if args.uninstall else install(args.olex2_dir)
+    except InstallError as exc:
+        print(f"aisolve: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print("\n".join(lines))
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="aisolve", description="AI structure solution for small-molecule crystallography")
     p.add_argument("--debug", action="store_true", help="show Python tracebacks for internal errors")
@@ -252,6 +263,11 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--keys", help="folder with server.key_secret (CurveZMQ; required off localhost)")
     se.add_argument("--allow", help="folder of allowed client public keys (*.key)")
     se.set_defaults(func=cmd_serve)
+
+    ol = sub.add_parser("install-olex2", help="install (or --uninstall) the Olex2 plugin")
+    ol.add_argument("--olex2-dir", required=True, help="the Olex2 installation folder")
+    ol.add_argument("--uninstall", action="store_true")
+    ol.set_defaults(func=cmd_install_olex2)
 
     ks = sub.add_parser("keys", help="CurveZMQ key pairs for a server, its clients and workers")
     ks.add_argument("folder")

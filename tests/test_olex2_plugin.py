@@ -181,3 +181,21 @@ def test_missing_pyzmq_is_a_message(plugin, tmp_path):
 def test_plugin_is_python38_syntax():
     for path in PLUGIN.glob("*.py"):
         ast.parse(path.read_text(), feature_version=(3, 8))
+
+
+def test_install_and_uninstall_into_an_olex2_folder(tmp_path):
+    from aisolve.server.cli import main
+    olex2 = tmp_path / "olex2"
+    (olex2 / "util" / "pyUtil" / "PluginLib").mkdir(parents=True)
+    (olex2 / "plugins.xld").write_text("<Plugin\n<Other>\n>\n")
+    assert main(["install-olex2", "--olex2-dir", str(olex2)]) == 0
+    target = olex2 / "util" / "pyUtil" / "PluginLib" / "plugin-AISolve"
+    for name in ("AISolve.py", "aisolve_apply.py", "def.txt", "AISolve.phil", "AISolve.htm",
+                 "aisolve/server/client.py", "aisolve/server/protocol.py"):
+        assert (target / name).is_file(), name
+    xld = (olex2 / "plugins.xld").read_text()
+    assert "<AISolve>" in xld and "<Other>" in xld
+    assert (olex2 / "plugins.xld.aisolve-backup").read_text() == "<Plugin\n<Other>\n>\n"
+    assert main(["install-olex2", "--olex2-dir", str(olex2), "--uninstall"]) == 0
+    assert not target.exists() and "<AISolve>" not in (olex2 / "plugins.xld").read_text()
+    assert main(["install-olex2", "--olex2-dir", str(tmp_path / "nowhere")]) == 2
