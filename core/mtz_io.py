@@ -88,8 +88,13 @@ def read_mtz(path: str | Path) -> ReflectionData:
     for ds in mtz.datasets:
         if ds.wavelength > 0:
             wavelength = ds.wavelength
-    return ReflectionData(indices=indices[keep], data=vals[keep], sigmas=sigs[keep],
-                          is_intensity=is_intensity, hklf=4 if is_intensity else 3, merged=True,
+    indices = indices[keep]
+    # an MTZ that repeats indices (unmerged, or merged only as far as the file's asymmetric unit
+    # goes) is merged by data preparation like an .hkl
+    merged = mtz.batches.size() == 0 if hasattr(mtz.batches, "size") else not len(mtz.batches)
+    merged = merged and len(np.unique(indices, axis=0)) == len(indices)
+    return ReflectionData(indices=indices, data=vals[keep], sigmas=sigs[keep],
+                          is_intensity=is_intensity, hklf=4 if is_intensity else 3, merged=merged,
                           cell=tuple(mtz.cell.parameters), space_group=group_from_gemmi(mtz.spacegroup),
                           wavelength=wavelength, source=source)
 

@@ -1,0 +1,103 @@
+"""The CCP4i2 task inside the real ccp4i2 3.x package: embedded (subprocess) and through a server."""
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import REAL, REPO
+
+ccp4i2 = pytest.importorskip("ccp4i2")
+TASK = REPO / "ccp4i2_task" / "aisolve" / "script" / "aisolve.py"
+ENTRY = "olex2-gui__ZZULI2"
+pytestmark = pytest.mark.skipif(REAL is None or not (REAL / ENTRY).is_dir(), reason="shared real data absent")
+
+
+def _task_class():
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ccp4i2.config.settings")
+    spec = importlib.util.spec_from_file_location("aisolve_ccp4i2_task", TASK)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module.aisolve
+
+
+def _mtz(tmp_path: Path, columns: str = "I") -> Path:
+    """The entry's reflections, merged, as an MTZ written with gemmi (as a CCP4 user has them)."""
+    from aisolve.core.data_prep import prepare
+    from aisolve.core.loaders import load_reflections, load_structure
+    from aisolve.core.mtz_io import write_mtz
+    st = load_structure(REAL / ENTRY / f"{ENTRY}.ins")
+    merged = prepare(load_reflections(REAL / ENTRY / f"{ENTRY}.hkl"), st.symmetry, st.cell_contents).fo_sq
+    i, sig = merged.data().as_numpy_array(), merged.sigmas().as_numpy_array()
+    cols = [("I", "J", i), ("SIGI", "Q", sig)] if columns == "I" else [("FOO", "R", i)]
+    path = tmp_path / "zz.mtz"
+    write_mtz(path, st.cell, st.space_group, np.array(merged.indices()), cols)
+    return path
+
+
+def _run(tmp_path: Path, mtz: Path, **params):
+    cls = _task_class()
+    job = tmp_path / "job"
+    job.mkdir()
+    task = cls(workDirectory=str(job), name="job")
+    task.container.inputData.F_SIGF.setFullPath(str(mtz))
+    task.container.controlParameters.FORMULA.set("C6 H10 N4 Cl2 Cu")
+    task.container.controlParameters.AISOLVE.set(str(Path(sys.executable).parent / "aisolve"))
+    for key, value in params.items():
+        getattr(task.container.controlParameters, key).set(value)
+    status = task.process()
+    return task, status, job
+
+
+def test_task_solves_and_writes_phases_map_coefficients_and_model(tmp_path):
+    import gemmi
+    task, status, job = _run(tmp_path, _mtz(tmp_path))
+    assert status == task.SUCCEEDED, str(task.errorReport)
+    diag = job / "diagnostic.xml"
+    assert not diag.exists() or "errorReport" not in diag.read_text() or "<errorReport/>" in diag.read_text()
+    phs = gemmi.read_mtz_file(str(task.container.outputData.PHSOUT.fullPath))
+    assert [c.label for c in phs.columns][3:] == ["PHI", "FOM"]
+    phi = phs.column_with_label("PHI").array
+    assert np.all(np.abs(phi) <= 180.0) and np.std(phi) > 30  # real phases, not a constant
+    fphi = gemmi.read_mtz_file(str(task.container.outputData.FPHIOUT.fullPath))
+    assert [c.label for c in fphi.columns][3:] == ["F", "PHI"] and fphi.column_with_label("F").array.max() > 0
+    st = gemmi.read_structure(str(task.container.outputData.XYZOUT.fullPath))
+    atoms = [a for r in st[0][0] for a in r]
+    assert sum(a.element.name != "H" for a in atoms) == 14 and sum(a.element.name == "H" for a in atoms) == 10
+    assert (job / "zz.res").exists() and (job / "zz.cif").exists()
+    assert "<R1>" in (job / "program.xml").read_text()
+
+
+def test_missing_columns_fail_with_an_error_report(tmp_path):
+    task, status, job = _run(tmp_path, _mtz(tmp_path, columns="none"))
+    assert status == task.FAILED
+    assert "201" in str(task.errorReport) or "reflection" in str(task.errorReport).lower()
+
+
+def test_server_down_fails_with_an_error_report(tmp_path):
+    task, status, job = _run(tmp_path, _mtz(tmp_path), SERVER="tcp://127.0.0.1:5798")
+    assert status == task.FAILED and "202" in str(task.errorReport)
+
+
+def test_task_through_a_server(tmp_path):
+    from test_server import RunningServer
+    s = RunningServer(5745, workers=1)
+    try:
+        s.wait_for_workers(1)
+        task, status, job = _run(tmp_path, _mtz(tmp_path), SERVER=s.url)
+        assert status == task.SUCCEEDED, str(task.errorReport)
+        assert Path(str(task.container.outputData.PHSOUT.fullPath)).exists()
+    finally:
+        s.stop()
+
+
+def test_task_file_is_found_by_ccp4i2():
+    cls = _task_class()
+    from ccp4i2.core.tasks import TASKS, locate_def_xml
+    assert "aisolve" in TASKS and locate_def_xml("aisolve") == (TASK.parent / "aisolve.def.xml").resolve()
+    assert cls.RUNEXTERNALPROCESS is False
