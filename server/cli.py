@@ -220,6 +220,17 @@ def cmd_install_olex2(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_install_ccp4i2(args: argparse.Namespace) -> int:
+    from aisolve.server.ccp4i2_install import InstallError, install, uninstall
+    try:
+        lines = uninstall(args.ccp4i2_dir) if args.uninstall else install(args.ccp4i2_dir)
+    except InstallError as exc:
+        print(f"aisolve: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print("\n".join(lines))
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="aisolve", description="AI structure solution for small-molecule crystallography")
     p.add_argument("--debug", action="store_true", help="show Python tracebacks for internal errors")
@@ -268,6 +279,11 @@ def build_parser() -> argparse.ArgumentParser:
     ol.add_argument("--olex2-dir", required=True, help="the Olex2 installation folder")
     ol.add_argument("--uninstall", action="store_true")
     ol.set_defaults(func=cmd_install_olex2)
+
+    ci = sub.add_parser("install-ccp4i2", help="install (or --uninstall) the CCP4i2 task (classic CCP4i2)")
+    ci.add_argument("--ccp4i2-dir", required=True, help="the CCP4i2 folder (with wrappers/ and core/)")
+    ci.add_argument("--uninstall", action="store_true")
+    ci.set_defaults(func=cmd_install_ccp4i2)
 
     ks = sub.add_parser("keys", help="CurveZMQ key pairs for a server, its clients and workers")
     ks.add_argument("folder")

@@ -101,3 +101,19 @@ def test_task_file_is_found_by_ccp4i2():
     from ccp4i2.core.tasks import TASKS, locate_def_xml
     assert "aisolve" in TASKS and locate_def_xml("aisolve") == (TASK.parent / "aisolve.def.xml").resolve()
     assert cls.RUNEXTERNALPROCESS is False
+
+
+def test_install_into_a_classic_ccp4i2_folder(tmp_path):
+    from aisolve.server.cli import main
+    top = tmp_path / "ccp4i2"
+    (top / "wrappers").mkdir(parents=True)
+    (top / "core").mkdir()
+    (top / "core" / "CachedLookups.json").write_text("{}")
+    assert main(["install-ccp4i2", "--ccp4i2-dir", str(top)]) == 0
+    assert (top / "wrappers" / "aisolve" / "script" / "aisolve.py").is_file()
+    assert (top / "wrappers" / "aisolve" / "script" / "aisolve.def.xml").is_file()
+    assert (top / "wrappers" / "aisolve" / "script" / "thin_client" / "aisolve" / "server" / "client.py").is_file()
+    assert not (top / "core" / "CachedLookups.json").exists()
+    assert main(["install-ccp4i2", "--ccp4i2-dir", str(top), "--uninstall"]) == 0
+    assert not (top / "wrappers" / "aisolve").exists()
+    assert main(["install-ccp4i2", "--ccp4i2-dir", str(tmp_path / "nowhere")]) == 2

@@ -91,8 +91,9 @@ class aisolve(CPluginScript):  # noqa: N801 - CCP4i2 names the class after the t
         return self._outputs(out, mtz.stem, work)
 
     def _on_server(self, mtz: Path, params: dict, out: Path) -> bool:
-        if str(HERE) not in sys.path:
-            sys.path.insert(0, str(HERE))  # a bundled thin client, if installed beside the task
+        bundled = HERE / "thin_client"  # the installer's copy of the thin client (pyzmq only)
+        if bundled.is_dir() and str(bundled) not in sys.path:
+            sys.path.insert(0, str(bundled))
         from aisolve.server.client import Client, ServerError, ServerUnavailable
         p = self.container.controlParameters
         keys = {}
