@@ -41,6 +41,9 @@ class GenConfig:
     z_prime_2_probability: float = 0.1
     solvent_probability: float = 0.1
     shard_size: int = 500
+    # Cells much larger than small-molecule ones (big cubic frameworks) cost 10-100x the phasing
+    # time of a typical graph: V/d_min^3 above this (~5,000 A^3 at 0.75 A) is drawn again.
+    max_cell_per_dmin3: float = 12000.0
     sim: SimConfig = field(default_factory=lambda: SimConfig(d_min=GRAPH_D_MIN))
 
 
@@ -147,6 +150,9 @@ def _attempt(cfg: GenConfig, i: int, rng: np.random.Generator, failures: Counter
     t = time.monotonic()
     experiment = simulate(st, rng, cfg.sim)
     timings["simulate"] = time.monotonic() - t
+    if st.unit_cell.volume() / experiment.d_min ** 3 > cfg.max_cell_per_dmin3:
+        failures["cell_too_large"] += 1
+        return None
     t = time.monotonic()
     graph = label_graph(st, experiment.reflections, seed=int(rng.integers(1 << 30)))
     timings["label"] = time.monotonic() - t
