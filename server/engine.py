@@ -37,7 +37,7 @@ class Engine:
 
     def info(self) -> dict:
         backend = getattr(getattr(self.typer, "predictor", None), "backend", None)
-        return {"typer": self.typer.name,
+        return {"typer": self.typer.name, "models": _model_versions(),
                 "element_network": None if backend is None else {"backend": backend.name,
                                                                  "providers": list(backend.providers)},
                 "device": "cuda" if backend is not None and any("CUDA" in p or p == "cuda"
@@ -155,6 +155,21 @@ class Engine:
             return self.typer
         from aisolve.server.cli import make_typer
         return make_typer(choice)
+
+
+def _model_versions() -> dict:
+    """Shipped weights: file, sha256 prefix and the training step of each (from its model card)."""
+    import hashlib
+
+    from aisolve.models.element_typer import ONNX_FILE, WEIGHTS_DIR
+    out = {}
+    onnx = WEIGHTS_DIR / ONNX_FILE
+    if onnx.exists():
+        card_path = WEIGHTS_DIR / "element_net.card.json"
+        card = json.loads(card_path.read_text()) if card_path.exists() else {}
+        out["element_net"] = {"file": onnx.name, "sha256": hashlib.sha256(onnx.read_bytes()).hexdigest()[:12],
+                              "best_step": card.get("training", {}).get("best_step")}
+    return out
 
 
 def report_of(files: dict[str, bytes]) -> dict:
