@@ -170,7 +170,3 @@ def _model_versions() -> dict:
         out["element_net"] = {"file": onnx.name, "sha256": hashlib.sha256(onnx.read_bytes()).hexdigest()[:12],
                               "best_step": card.get("training", {}).get("best_step")}
     return out
-
-
-def report_of(files: dict[str, bytes]) -> dict:
-    return json.loads(files["report.json"]) if "report.json" in files else {}
