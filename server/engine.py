@@ -94,6 +94,11 @@ class Engine:
         fields = {"solved": result.solved, "formula": result.structure.formula(),
                   "r1": f.r1 if f else None, "wr2": f.wr2 if f else None, "goof": f.goof if f else None,
                   "warnings": result.warnings}
+        if params.get("map") and result.f_calc is not None:
+            dims, grid = _density_grid(result.data.f_obs, result.f_calc)
+            fields["map"] = {"dims": dims, "dtype": "float32", "order": "C", "units": "sigma",
+                             "coefficients": "Fobs, phases of the final model"}
+            files["map.f32"] = grid
         return fields, files
 
     def phase(self, params: dict, paths: list[str], folder: Path, progress: Progress):
@@ -155,6 +160,18 @@ class Engine:
             return self.typer
         from aisolve.server.cli import make_typer
         return make_typer(choice)
+
+
+def _density_grid(f_obs, f_calc) -> tuple[list[int], bytes]:
+    """The unit cell's electron density (Fobs with the model's phases, sigma units) on a grid."""
+    import numpy as np
+    from cctbx import maptbx
+    fo = f_obs.common_set(f_calc)
+    coeffs = fo.phase_transfer(f_calc.common_set(fo))
+    fft = coeffs.fft_map(resolution_factor=1 / 3, symmetry_flags=maptbx.use_space_group_symmetry)
+    fft.apply_sigma_scaling()
+    grid = fft.real_map_unpadded().as_numpy_array().astype(np.float32)
+    return list(grid.shape), np.ascontiguousarray(grid).tobytes()
 
 
 def _model_versions() -> dict:

@@ -32,7 +32,7 @@ def server():
 def plugin(monkeypatch):
     monkeypatch.syspath_prepend(str(STANDIN))
     monkeypatch.syspath_prepend(str(PLUGIN))
-    for name in ("AISolve", "aisolve_apply", "_state", "olx", "olex", "olex_core", "olexFunctions"):
+    for name in ("AISolve", "aisolve_apply", "_state", "olx", "olex", "olex_core", "olexFunctions", "olex_xgrid"):
         sys.modules.pop(name, None)
     state = importlib.import_module("_state").STATE
     module = importlib.import_module("AISolve")
@@ -128,6 +128,11 @@ def test_empty_model_is_solved_and_the_history_point_keeps_the_old_one(plugin, s
     assert formula == sorted(["Cu"] * 2 + ["Cl"] * 2 + ["N"] * 4 + ["C"] * 6)
     assert sum(1 for a in state.structure.atoms if a.element == "H") == 10
     assert state.history[0] == ([], [])  # the pre-AI model, restorable from the history
+    # the solution's density shown as a map, levels in sigma
+    dims, data = state.map
+    grid = np.frombuffer(data, dtype=np.float32).reshape(dims)
+    assert min(dims) >= 16 and abs(float(grid.mean())) < 0.1 and 0.9 < float(grid.std()) < 1.1
+    assert "xgrid.SetVisible True" in state.log
 
 
 def test_server_down_and_bad_data_show_messages_and_change_nothing(plugin, server, tmp_path):

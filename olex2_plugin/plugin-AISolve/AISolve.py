@@ -144,7 +144,7 @@ class AISolve:
         return "%d atoms named, %d peaks removed" % (len(renames), len(kills))
 
     def _solve(self, client, files, params):
-        header, out = self._call(client, "solve", dict(params, hydrogens="none"), files)
+        header, out = self._call(client, "solve", dict(params, hydrogens="none", map=True), files)
         if not header.get("solved"):
             self._say("AI solve: not solved (%s); the model is unchanged" % "; ".join(header.get("warnings", [])),
                       "warning")
@@ -158,7 +158,24 @@ class AISolve:
         report = json.loads(out.get("report.json", b"{}") or b"{}")
         for line in plan.low_confidence(report.get("atoms", [])):
             olx.Echo("low confidence: " + line, m="warning")
+        if "map.f32" in out and header.get("map"):
+            self._show_map(header["map"]["dims"], out["map.f32"])
         return "%d atoms from the solution" % len(atoms)
+
+    @staticmethod
+    def _show_map(dims, data):
+        """The solution's density as Olex2's map (olex_xgrid), levels in sigma units."""
+        import array
+        try:
+            import olex_xgrid
+        except ImportError:
+            return
+        values = array.array("f")
+        values.frombytes(data)
+        olex_xgrid.Import(dims, dims, data, False)
+        olex_xgrid.SetMinMax(min(values), max(values))
+        olex_xgrid.SetVisible(True)
+        olex_xgrid.InitSurface(True)
 
     def _hydrogens(self, client, files, params):
         header, out = self._call(client, "add_hydrogens", params, files)
