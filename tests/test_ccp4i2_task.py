@@ -117,3 +117,17 @@ def test_install_into_a_classic_ccp4i2_folder(tmp_path):
     assert main(["install-ccp4i2", "--ccp4i2-dir", str(top), "--uninstall"]) == 0
     assert not (top / "wrappers" / "aisolve").exists()
     assert main(["install-ccp4i2", "--ccp4i2-dir", str(tmp_path / "nowhere")]) == 2
+
+
+def test_ccp4i2_report_lists_figures_and_atoms(tmp_path):
+    import xml.etree.ElementTree as ET
+    task, status, job = _run(tmp_path, _mtz(tmp_path))
+    assert status == task.SUCCEEDED
+    spec = importlib.util.spec_from_file_location("aisolve_ccp4i2_report", TASK.with_name("aisolve_report.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    xml = ET.parse(job / "program.xml").getroot()
+    report = module.aisolve_report(xmlnode=xml, jobInfo={"fileroot": str(job)})
+    text = ET.tostring(report.as_data_etree(), encoding="unicode")
+    assert len(xml.findall("Atoms/Atom")) == 14 and xml.findtext("R1")
+    assert "Confidence" in text and "Cu" in text and "R1 " in text
