@@ -22,6 +22,9 @@ from aisolve.models.element_decode import allowed_mask, log_softmax, second_pass
 from aisolve.models.graph_inputs import build_input
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
+# The pipeline removes a peak only when the network is this sure it is no atom: on the validation
+# split most of its errors were real atoms called 'not an atom', which refinement would keep.
+DROP_PROBABILITY = 0.8
 ONNX_FILE, TORCH_FILE = "element_net.onnx", "element_net.pt"
 
 
@@ -177,6 +180,8 @@ class NetworkTyper:
                                       sym.space_group().type().hall_symbol(), context.contents, weights, order_z,
                                       evidence)
         for atom, cls, row in zip(atoms, pred.classes, pred.log_probs):
+            if cls == 0 and math.exp(row[0]) < DROP_PROBABILITY:
+                cls = int(np.argmax(row[1:])) + 1  # not sure enough to remove it: refinement will judge
             probs = {("no atom" if k == 0 else SYMBOLS[k - 1]): math.exp(v) for k, v in enumerate(row)
                      if np.isfinite(v) and v > math.log(1e-4)}
             atom.element = NOT_AN_ATOM if cls == 0 else SYMBOLS[cls - 1]
