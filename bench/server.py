@@ -19,6 +19,8 @@ import threading
 import time
 from pathlib import Path
 
+import aisolve.core  # noqa: F401  (cctbx before pyzmq is used: the other order crashed in boost_adaptbx)
+
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "sucrose"
 
@@ -75,7 +77,6 @@ def _hammer(url: str, clients: int, requests: int, method: str, params, files) -
 
 
 def _solve_overhead(port: int, repeats: int) -> dict:
-    import aisolve.core  # noqa: F401
     from aisolve.core.loaders import load_reflections, load_structure
     from aisolve.core.pipeline import SolveOptions, solve
     from aisolve.core.typing_baseline import BaselineTyper

@@ -17,7 +17,8 @@ import time
 import traceback
 import uuid
 
-import zmq
+import aisolve.core  # noqa: F401  (cctbx before pyzmq is used: the other order can crash in boost_adaptbx)
+import zmq  # noqa: E402
 
 from aisolve.server import protocol
 
