@@ -477,24 +477,48 @@ def to_structure(template: Structure, xs: xray.structure, heavy_atoms: list[Atom
 
 
 def assign_elements(structure: Structure, refl: ReflectionData, typer: AtomTyper | None = None,
-                    use_formula: bool = True) -> list[tuple[str, Atom | None]]:
+                    use_formula: bool = True, complete: bool = False) -> list[tuple[str | None, Atom | None]]:
     """Elements for the model's non-H atoms and Q-peaks (a plugin's current model), from the data.
 
-    Returns (original label, typed atom) per site, None where the typer says 'no atom'.
+    Returns (original label, typed atom) per site, None where the typer says 'no atom'. With
+    `complete` (and cell contents), atoms the model lacks are looked for in the difference map
+    after a short refinement, typed, and returned with label None.
     """
     sites = list(structure.non_h_atoms()) + list(structure.peaks)
     if not sites:
         raise InputError(structure.source or "model", "no atoms or Q-peaks to assign")
     sym = structure.symmetry
+    typer = typer or BaselineTyper()
     contents = structure.cell_contents if use_formula else {}
     data = prepare(refl, sym, contents or {"C": 1.0})
     u0 = min(max(data.wilson_b / (8 * math.pi ** 2), 0.01), 0.08)
     xs = structure_from_sites(sym, [a.xyz for a in sites], ["C"] * len(sites), u0)
     for k, sc in enumerate(xs.scatterers()):
         sc.label = f"S{k}"
-    xs, atoms = _type_atoms(xs, data, contents, typer or BaselineTyper(), sym)
+    xs, atoms = _type_atoms(xs, data, contents, typer, sym)
     by_label = {a.label: a for a in atoms}
-    return [(site.label, by_label.get(f"S{k}")) for k, site in enumerate(sites)]
+    out: list[tuple[str | None, Atom | None]] = [(site.label, by_label.get(f"S{k}")) for k, site in enumerate(sites)]
+    if complete and contents:
+        n_expected, _ = expected_atom_count(structure, True)
+        n_sites = xs.scatterers().size()
+        for _cycle in range(3):  # one missing atom may only show once its neighbour is in
+            set_refinement_flags(xs, aniso=False)
+            result = refine(xs, data.fo_sq, 8)
+            n_before = xs.scatterers().size()
+            if not _add_from_difference_map(xs, result, data, n_expected - round(_site_weight(xs))):
+                break
+            for k in range(n_before, xs.scatterers().size()):
+                xs.scatterers()[k].label = f"N{k}"
+        if xs.scatterers().size() > n_sites:
+            xs, atoms = _type_atoms(xs, data, contents, typer, sym)
+            out += [(None, a) for a in atoms if a.label.startswith("N")]
+    return out
+
+
+def _site_weight(xs: xray.structure) -> float:
+    """Atoms in the asymmetric unit, an atom on a special position counting 1/(its site order)."""
+    order_z = xs.space_group().order_z()
+    return sum(st.multiplicity() / order_z for st in xs.site_symmetry_table().table())
 
 
 def add_hydrogens(structure: Structure, refl: ReflectionData) -> tuple[Structure, Figures, list[str]]:

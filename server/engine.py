@@ -132,7 +132,8 @@ class Engine:
         inputs = self._inputs(params, paths, keep_model=True)
         progress(0.1, "assigning elements")
         typed = assign_elements(inputs.template, inputs.reflections, self._typer(params.get("typer")),
-                                use_formula=not params.get("no_formula", False))
+                                use_formula=not params.get("no_formula", False),
+                                complete=bool(params.get("complete", False)))
         rows = []
         for label, atom in typed:
             if atom is None:
@@ -140,7 +141,8 @@ class Engine:
                 continue
             probs = sorted((atom.element_probabilities or {atom.element: 1.0}).items(), key=lambda kv: -kv[1])
             rows.append({"label": label, "element": atom.element, "confidence": atom.confidence,
-                         "probabilities": dict(probs[:4]), "xyz": list(atom.xyz)})
+                         "probabilities": dict(probs[:4]), "xyz": list(atom.xyz),
+                         **({"note": "missing atom, from the difference map"} if label is None else {})})
         progress(1.0, "done")
         return {"assignments": rows}, {}
 

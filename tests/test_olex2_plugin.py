@@ -39,7 +39,7 @@ def plugin(monkeypatch):
     return module, state
 
 
-def _files(tmp_path: Path, as_peaks: bool) -> tuple[Path, Path]:
+def _files(tmp_path: Path, as_peaks: bool, omit: tuple[str, ...] = ()) -> tuple[Path, Path]:
     """The entry's .ins with its H removed and its other atoms either turned into Q-peaks or removed."""
     src = REAL / ENTRY / f"{ENTRY}.ins"
     lines = src.read_text().splitlines()
@@ -53,7 +53,7 @@ def _files(tmp_path: Path, as_peaks: bool) -> tuple[Path, Path]:
         if is_atom or (words and words[0].upper() == "AFIX"):
             if is_atom and line.rstrip().endswith("="):
                 i += 1  # its continuation line
-            if is_atom and as_peaks and words[0][0].upper() != "H":
+            if is_atom and as_peaks and words[0][0].upper() != "H" and words[0] not in omit:
                 q += 1
                 out.append(f"Q{q}   1 {words[2]} {words[3]} {words[4]} 11.0 0.05 {3.0 - 0.1 * q:.2f}")
             i += 1
@@ -151,6 +151,23 @@ def test_server_down_and_bad_data_show_messages_and_change_nothing(plugin, serve
     state.functions["spy.aisolve.run"]()
     assert state.messages[-1][0] == "error" and "zz.hkl" in state.messages[-1][1]
     assert state.log == ["File"]
+
+
+def test_atoms_missing_from_the_model_are_added(plugin, server, tmp_path):
+    module, state = plugin
+    ins, hkl = _files(tmp_path, as_peaks=True, omit=("C3", "N2"))
+    _setup(state, ins, hkl, server.url)
+    state.functions["spy.aisolve.run"]()
+    assert not [m for m in state.messages if m[0] == "error"], state.messages
+    added = [m for m in state.log if m.startswith("NewAtom ")]
+    assert len(added) == 2 and state.log.index("spy.create_history") < state.log.index(added[0])
+    ref = read_ins(REAL / ENTRY / f"{ENTRY}.ins")
+    uc, ops = ref.unit_cell, ref.space_group.all_ops()
+    for label in ("C3", "N2"):
+        a = next(x for x in ref.atoms if x.label == label)
+        assert min(uc.mod_short_distance(op * b.xyz, a.xyz) for b in state.structure.non_h_atoms()
+                   for op in ops) < 0.3, label
+    assert len(state.structure.non_h_atoms()) == 14
 
 
 def _record_replies(module) -> list:

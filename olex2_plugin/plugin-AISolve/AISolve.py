@@ -1,8 +1,9 @@
 """aisolve for Olex2: the "AI solve" button (Python 3.8, Olex2's embedded interpreter).
 
 Two ways, chosen by the current model:
-- atoms or Q-peaks present: the server assigns elements to them (`assign_elements`), the plugin
-  renames/retypes them with `name` and deletes the ones that are no atoms with `kill`, then asks
+- atoms or Q-peaks present: the server assigns elements to them (`assign_elements`, also finding
+  atoms the model lacks), the plugin renames/retypes them with `name`, deletes the ones that are
+  no atoms with `kill` and adds the missing ones with NewAtom, then asks
   for riding hydrogens (`add_hydrogens`) and adds them group by group with `Afix mn pivot`;
 - nothing yet (a fresh .ins): the server solves the structure (`solve`); its atoms are added with
   NewAtom, then the same hydrogen step.
@@ -129,19 +130,23 @@ class AISolve:
         return sites
 
     def _assign(self, client, files, params, sites):
-        header, _ = self._call(client, "assign_elements", params, files)
-        renames, kills = plan.rename_plan(sites, header["assignments"])
+        header, _ = self._call(client, "assign_elements", dict(params, complete=True), files)
+        renames, kills, additions = plan.rename_plan(sites, header["assignments"])
         olex.m("spy.create_history")
         for old, new in renames:
             olex.m("name %s %s" % (old, new))
         if kills:
             olex.m("kill " + " ".join(kills))
+        for label, xyz in additions:  # atoms the model lacked (not undoable: the history point is)
+            olx.xf.au.NewAtom(label, *xyz)
+        if additions:
+            olx.xf.EndUpdate()
         unsure = [r for r in header["assignments"] if r.get("element") and (r.get("confidence") or 1) < 0.8]
         for r in unsure:
             probs = sorted(r.get("probabilities", {}).items(), key=lambda kv: -kv[1])
             olx.Echo("low confidence: %s -> %s (%s)" % (r["label"], r["element"],
                                                          ", ".join("%s %.2f" % kv for kv in probs[:3])), m="warning")
-        return "%d atoms named, %d peaks removed" % (len(renames), len(kills))
+        return "%d atoms named, %d peaks removed, %d atoms added" % (len(renames), len(kills), len(additions))
 
     def _solve(self, client, files, params):
         header, out = self._call(client, "solve", dict(params, hydrogens="none", map=True), files)

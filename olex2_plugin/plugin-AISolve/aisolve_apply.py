@@ -80,8 +80,10 @@ def hydrogen_groups(atoms: List[Dict]) -> List[Tuple[str, int, int]]:
     return groups
 
 
-def rename_plan(current: List[Dict], assignments: List[Dict]) -> Tuple[List[Tuple[str, str]], List[str]]:
-    """(renames OLD->NEW, labels to delete) turning the current sites into the assigned elements.
+def rename_plan(current: List[Dict], assignments: List[Dict]
+                ) -> Tuple[List[Tuple[str, str]], List[str], List[Tuple[str, List[float]]]]:
+    """(renames OLD->NEW, labels to delete, atoms to add (label, xyz)) turning the current sites
+    into the assigned elements; rows without a label are atoms the model lacked.
 
     Labels follow SHELX habits: element + number, numbers unique per element, at most 4 characters;
     sites whose element is already right keep their label.
@@ -91,16 +93,9 @@ def rename_plan(current: List[Dict], assignments: List[Dict]) -> Tuple[List[Tupl
     counters: Dict[str, int] = {}
     renames: List[Tuple[str, str]] = []
     kills: List[str] = []
-    for row in assignments:
-        label, element = row["label"], row.get("element")
-        site = by_label.get(label)
-        if site is None:
-            continue
-        if element is None:
-            kills.append(label)
-            continue
-        if site["type"].capitalize() == element and not site.get("is_peak"):
-            continue
+    additions: List[Tuple[str, List[float]]] = []
+
+    def new_label(element: str) -> str:
         n = counters.get(element, 0)
         while True:
             n += 1
@@ -109,8 +104,24 @@ def rename_plan(current: List[Dict], assignments: List[Dict]) -> Tuple[List[Tupl
                 break
         counters[element] = n
         taken.add(new.upper())
-        renames.append((label, new))
-    return renames, kills
+        return new
+
+    for row in assignments:
+        label, element = row["label"], row.get("element")
+        if label is None:
+            if element:
+                additions.append((new_label(element), list(row["xyz"])))
+            continue
+        site = by_label.get(label)
+        if site is None:
+            continue
+        if element is None:
+            kills.append(label)
+            continue
+        if site["type"].capitalize() == element and not site.get("is_peak"):
+            continue
+        renames.append((label, new_label(element)))
+    return renames, kills, additions
 
 
 def low_confidence(report_atoms: List[Dict], threshold: float = 0.8) -> List[str]:
