@@ -67,6 +67,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("checkpoint")
     p.add_argument("--out", required=True)
+    p.add_argument("--note", default="", help="what the card should say about this run beyond the log")
     a = p.parse_args(argv)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -75,6 +76,8 @@ def main(argv=None) -> int:
     export_onnx(model, out / "element_net.onnx")
     diff = max_difference(model, out / "element_net.onnx")
     card = model_card(saved, diff)
+    if a.note:
+        card["note"] = a.note
     (out / "element_net.card.json").write_text(json.dumps(card, indent=1))
     print(json.dumps({"onnx": str(out / "element_net.onnx"), "max_abs_logit_difference": diff,
                       "best_step": card["training"]["best_step"], "best_val": card["validation_at_best"]}))
