@@ -60,12 +60,13 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def make_typer(choice: str):
     """'network' (the element network with the refinement's electron counts), 'network-only',
-    'baseline', or 'auto': 'network' when the weights are installed, else 'baseline'."""
+    'baseline', or 'auto': the network when its weights are installed and it is the measured
+    better typer (NETWORK_IS_DEFAULT), else the baseline."""
     from aisolve.core.typing_baseline import BaselineTyper
     if choice == "baseline":
         return BaselineTyper()
-    from aisolve.models.element_typer import NetworkTyper, weights_present
-    if choice in ("network", "network-only") or weights_present():
+    from aisolve.models.element_typer import NETWORK_IS_DEFAULT, NetworkTyper, weights_present
+    if choice in ("network", "network-only") or (weights_present() and NETWORK_IS_DEFAULT):
         return NetworkTyper(use_electron_counts=choice != "network-only")
     return BaselineTyper()
 
@@ -252,9 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--d-min", type=float, help="resolution cut-off in A")
     sv.add_argument("--hydrogens", choices=("geometry", "none"), default="geometry")
     sv.add_argument("--typer", choices=("auto", "network", "network-only", "baseline"), default="auto",
-                    help="element assignment: the element network combined with the refined electron counts "
-                         "(auto: when its weights are installed), the network alone, or the baseline "
-                         "(electron counts, cell contents, chemistry)")
+                    help="element assignment: the element network combined with the refined electron counts, "
+                         "the network alone, or the baseline (electron counts, cell contents, chemistry); "
+                         "auto: the better measured one (the baseline, for the shipped weights)")
     sv.add_argument("--phasing-time", type=float, default=60.0, help="seconds for phasing trials")
     sv.add_argument("--seed", type=int, default=0)
     sv.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

@@ -94,3 +94,11 @@ def test_network_decoding_with_contents_gives_the_formula(reference):
     assert (classes == 6).sum() == 12 and (classes == 8).sum() == 11
     assert set(classes.tolist()) <= {0, 6, 8}
     assert np.isfinite(pred.log_probs[:, [0, 6, 8]]).all()
+
+
+def test_a_graph_without_edges_is_typed(reference):
+    """Two peaks far apart: the radius graph is empty (the exported ONNX graph cannot take that)."""
+    pred = ElementPredictor()
+    p = pred.predict(np.array([[0.1, 0.1, 0.1], [0.45, 0.6, 0.3]]), np.array([1.0, 1.2]), (20, 20, 20, 90, 90, 90),
+                     "P 1", {"C": 1, "O": 1})
+    assert len(p.classes) == 2 and np.isfinite(p.log_probs[:, [0, 6, 8]]).all()
