@@ -46,7 +46,7 @@ class _OnnxBackend:
         if device != "cpu" and "CUDAExecutionProvider" in ort.get_available_providers():
             providers.insert(0, "CUDAExecutionProvider")
         opts = ort.SessionOptions()
-        opts.log_severity_level = 3
+        opts.log_severity_level = 4  # fatal only: a handled fallback (see logits) must not print errors
         self.session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
         self.providers = self.session.get_providers()
 
