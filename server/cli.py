@@ -210,26 +210,25 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_install_olex2(args: argparse.Namespace) -> int:
-    from aisolve.server.olex2_install import InstallError, install, uninstall
+def _run_installer(module_name: str, folder: str, remove: bool) -> int:
+    """Install (or remove) a host integration (Olex2 plugin, CCP4i2 task) into the host's folder."""
+    import importlib
+    module = importlib.import_module(f"aisolve.server.{module_name}")
     try:
-        lines = uninstall(args.olex2_dir) if args.uninstall else install(args.olex2_dir)
-    except InstallError as exc:
+        lines = module.uninstall(folder) if remove else module.install(folder)
+    except module.InstallError as exc:
         print(f"aisolve: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     print("\n".join(lines))
     return EXIT_OK
+
+
+def cmd_install_olex2(args: argparse.Namespace) -> int:
+    return _run_installer("olex2_install", args.olex2_dir, args.uninstall)
 
 
 def cmd_install_ccp4i2(args: argparse.Namespace) -> int:
-    from aisolve.server.ccp4i2_install import InstallError, install, uninstall
-    try:
-        lines = uninstall(args.ccp4i2_dir) if args.uninstall else install(args.ccp4i2_dir)
-    except InstallError as exc:
-        print(f"aisolve: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    print("\n".join(lines))
-    return EXIT_OK
+    return _run_installer("ccp4i2_install", args.ccp4i2_dir, args.uninstall)
 
 
 def build_parser() -> argparse.ArgumentParser:
