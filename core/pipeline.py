@@ -481,8 +481,9 @@ def assign_elements(structure: Structure, refl: ReflectionData, typer: AtomTyper
     """Elements for the model's non-H atoms and Q-peaks (a plugin's current model), from the data.
 
     Returns (original label, typed atom) per site, None where the typer says 'no atom'. With
-    `complete` (and cell contents), atoms the model lacks are looked for in the difference map
-    after a short refinement, typed, and returned with label None.
+    `complete`, a short refinement also rejects sites as in solve() (None too) and, with cell
+    contents, atoms the model lacks are looked for in the difference map, typed, and returned
+    with label None.
     """
     sites = list(structure.non_h_atoms()) + list(structure.peaks)
     if not sites:
@@ -496,6 +497,11 @@ def assign_elements(structure: Structure, refl: ReflectionData, typer: AtomTyper
     for k, sc in enumerate(xs.scatterers()):
         sc.label = f"S{k}"
     xs, atoms = _type_atoms(xs, data, contents, typer, sym)
+    if complete:
+        # as in solve(): a short refinement, then sites refinement rejects (huge U, crowding) are no atoms
+        set_refinement_flags(xs, aniso=False)
+        refine(xs, data.fo_sq, 8)
+        xs, atoms = _prune(xs, atoms)
     by_label = {a.label: a for a in atoms}
     out: list[tuple[str | None, Atom | None]] = [(site.label, by_label.get(f"S{k}")) for k, site in enumerate(sites)]
     if complete and contents:
