@@ -45,7 +45,9 @@ def _empty_places(n: int) -> list[tuple[float, float, float]]:
     ref = read_ins(REAL / ENTRY / f"{ENTRY}.ins")
     uc, ops = ref.unit_cell, ref.space_group.all_ops()
     rng = np.random.default_rng(3)
-    out = []
+    out: list = []
+    if n == 0:
+        return out
     for _ in range(3000):
         p = tuple(float(v) for v in rng.random(3))
         if min(uc.mod_short_distance(op * a.xyz, p) for a in ref.atoms for op in ops) > 1.75 and \
