@@ -17,6 +17,7 @@ import json
 import statistics
 import sys
 import time
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -25,20 +26,13 @@ import aisolve.core  # noqa: F401  (cctbx first)
 from aisolve.core.elements import ATOMIC_NUMBER
 from aisolve.core.model import Atom
 from aisolve.core.stages import NOT_AN_ATOM, TypingContext
-from aisolve.core.typing_baseline import BaselineTyper
-from aisolve.models.data.generate import split_of
-from aisolve.models.data.shards import read_shard
+from aisolve.core.typing_baseline import BaselineTyper, asu_weights
+from aisolve.models.element_data import split_graphs
 from aisolve.models.element_typer import ElementPredictor
 
 
 def test_graphs(dirs: list[str], limit: int | None):
-    out = []
-    for d in dirs:
-        for f in sorted(Path(d).glob("shard_*.npz")):
-            for g in read_shard(f):
-                if split_of(g.meta["compound"], 0) == "test":
-                    out.append(g)
-    return out[:limit] if limit else out
+    return list(islice(split_graphs(dirs, "test"), limit))
 
 
 def _symmetry(g):
@@ -49,8 +43,7 @@ def _symmetry(g):
 def network_classes(pred: ElementPredictor, g, contents) -> tuple[list[int], float]:
     sym = _symmetry(g)
     order_z = sym.space_group().order_z()
-    sps = sym.special_position_settings(min_distance_sym_equiv=0.5)
-    weights = [sps.site_symmetry(tuple(float(v) for v in s)).multiplicity() / order_z for s in g.xyz]
+    weights = asu_weights(sym, g.xyz)
     t = time.perf_counter()
     p = pred.predict(g.xyz, g.height, g.cell, g.hall, contents, weights, order_z)
     return p.classes, time.perf_counter() - t

@@ -26,5 +26,17 @@ def write_fcf_text(title: str, cell: tuple[float, ...], group: sgtbx.space_group
     return "\n".join(lines) + "\n"
 
 
+def fcf_text_from_arrays(title: str, cell: tuple[float, ...], group: sgtbx.space_group, fo_sq, f_calc,
+                         amplitude_scale: float = 1.0) -> str:
+    """LIST 6 text from cctbx arrays: observed F^2 with sigmas, complex Fc (times amplitude_scale)
+    on the reflections both have."""
+    fc = f_calc.common_set(fo_sq)
+    fo = fo_sq.common_set(fc)
+    values = fc.data().as_numpy_array()
+    return write_fcf_text(title, cell, group, np.array(fo.indices()), fo.data().as_numpy_array(),
+                          fo.sigmas().as_numpy_array(), np.abs(values) * amplitude_scale,
+                          np.degrees(np.angle(values)))
+
+
 def write_fcf(path: str | Path, *args, **kwargs) -> None:
     Path(path).write_text(write_fcf_text(*args, **kwargs))

@@ -7,10 +7,9 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-from cctbx.array_family import flex
 
 from aisolve.core.cif_io import write_cif_text
-from aisolve.core.fcf import write_fcf_text
+from aisolve.core.fcf import fcf_text_from_arrays
 from aisolve.core.pipeline import SolveResult
 from aisolve.core.shelx_write import write_ins_text
 
@@ -132,15 +131,8 @@ def write_outputs(result: SolveResult, outdir: Path, stem: str, inputs: dict, op
                                 write_cif_text(st, block_name=stem, res_text=res_text, hkl_text=hkl_text,
                                                pairs=pairs), protected)
     if result.f_calc is not None and result.data is not None:
-        fo_sq = result.data.fo_sq
-        fc = result.f_calc.common_set(fo_sq)
-        fo = fo_sq.common_set(fc)
-        k = math.sqrt(f.scale)
-        amp = (flex.abs(fc.data()) * k).as_numpy_array()
-        phase = np.degrees(flex.arg(fc.data()).as_numpy_array())
-        written["fcf"] = safe_write(outdir / f"{stem}.fcf", write_fcf_text(
-            stem, st.cell, st.space_group, np.array(fo.indices()), fo.data().as_numpy_array(),
-            fo.sigmas().as_numpy_array(), amp, phase), protected)
+        written["fcf"] = safe_write(outdir / f"{stem}.fcf", fcf_text_from_arrays(
+            stem, st.cell, st.space_group, result.data.fo_sq, result.f_calc, math.sqrt(f.scale)), protected)
     return written
 
 

@@ -7,11 +7,23 @@ from cctbx.array_family import flex
 from aisolve.core.stages import Peak
 
 
+def sigma_scaled_map(coefficients: miller.array):
+    """The map of `coefficients` on the grid every aisolve map uses (1/3 of d_min), in sigma units."""
+    fft = coefficients.fft_map(resolution_factor=1 / 3, symmetry_flags=maptbx.use_space_group_symmetry)
+    fft.apply_sigma_scaling()
+    return fft
+
+
+def model_phased(f_obs: miller.array, f_calc: miller.array) -> miller.array:
+    """Observed amplitudes with the model's phases, on the reflections both have."""
+    fo = f_obs.common_set(f_calc)
+    return fo.phase_transfer(f_calc.common_set(fo))
+
+
 def fourier_peaks(coefficients: miller.array, max_peaks: int, min_height: float = 1.0,
                   min_distance: float = 0.7) -> list[Peak]:
     """Symmetry-unique peaks of the map, highest first, heights in units of the map's sigma."""
-    fft = coefficients.fft_map(resolution_factor=1 / 3, symmetry_flags=maptbx.use_space_group_symmetry)
-    fft.apply_sigma_scaling()
+    fft = sigma_scaled_map(coefficients)
     params = maptbx.peak_search_parameters(peak_search_level=3, interpolate=True,
                                            min_distance_sym_equiv=min_distance, max_clusters=max_peaks)
     found = fft.peak_search(params, verify_symmetry=False).all()

@@ -22,13 +22,13 @@ from aisolve.core.errors import InputError
 from aisolve.core.geometry import bonds, structure_from_sites
 from aisolve.core.hydrogens import HydrogenGroup, place_hydrogens
 from aisolve.core.model import Atom, ReflectionData, Structure, u_star_to_u_cif
-from aisolve.core.peaks import difference_coefficients, fourier_peaks
+from aisolve.core.peaks import difference_coefficients, fourier_peaks, model_phased, sigma_scaled_map
 from aisolve.core.phasing import ChargeFlippingPhaser
 from aisolve.core.reflection_stats import absence_classes, ABSENCE_I_SIGMA_LIMIT
 from aisolve.core.refine import Figures, RefinementResult, optimise_weights, refine, set_refinement_flags
 from aisolve.core.stages import (NOT_AN_ATOM, AtomTyper, Phaser, PhasingResult, Progress, TypingContext,
                                  no_progress)
-from aisolve.core.typing_baseline import BaselineTyper, expected_per_asu
+from aisolve.core.typing_baseline import BaselineTyper, asu_weights, expected_per_asu
 
 UNSOLVED_R1 = 0.25  # above this after refinement the structure is reported as not solved
 VOLUME_PER_NON_H = 18.0  # A^3, for the atom count when the formula is unknown
@@ -131,6 +131,11 @@ def _occupancy_estimates(xs: xray.structure, fo_sq: miller.array, fixed_u: float
     return [sc.occupancy * ATOMIC_NUMBER[sc.scattering_type] for sc in trial.scatterers()]
 
 
+def _starting_u(data: PreparedData) -> float:
+    """Uiso for new atoms: the Wilson B, kept within sane bounds."""
+    return min(max(data.wilson_b / (8 * math.pi ** 2), 0.01), 0.08)
+
+
 def _initial_model(f_calc: miller.array, sym: crystal.symmetry, n_expected: int,
                    u0: float) -> xray.structure | None:
     """Peaks of a phased map as carbon atoms: the expected number, cut where the heights collapse."""
@@ -184,7 +189,7 @@ def _type_atoms(xs: xray.structure, data: PreparedData, contents: dict[str, floa
     if map_coefficients is None and getattr(typer, "needs_map", False):
         # the observed amplitudes with the model's phases
         f_model = data.f_obs.structure_factors_from_scatterers(xs, algorithm="direct").f_calc()
-        map_coefficients = data.f_obs.phase_transfer(f_model)
+        map_coefficients = model_phased(data.f_obs, f_model)
     atoms = [Atom(label=sc.label, element=sc.scattering_type, xyz=tuple(sc.site), uiso=sc.u_iso)
              for sc in xs.scatterers()]
     context = TypingContext(symmetry=sym, contents=contents, data=data, electron_estimates=estimates,
@@ -350,9 +355,7 @@ def _riding_constraints(groups: list[HydrogenGroup], first_h: list[int]) -> list
 
 def _density_function(xs: xray.structure, data: PreparedData, scale: float):
     from cctbx import maptbx
-    fft = _difference_coefficients(xs, data, scale).fft_map(resolution_factor=1 / 3, symmetry_flags=maptbx.use_space_group_symmetry)
-    fft.apply_sigma_scaling()
-    real = fft.real_map_unpadded()
+    real = sigma_scaled_map(_difference_coefficients(xs, data, scale)).real_map_unpadded()
     return lambda site: maptbx.eight_point_interpolation(real, site)
 
 
@@ -383,7 +386,7 @@ def solve(structure: Structure, refl: ReflectionData, options: SolveOptions | No
         return base
 
     progress(0.42, "peak search")
-    u0 = min(max(data.wilson_b / (8 * math.pi ** 2), 0.01), 0.08)
+    u0 = _starting_u(data)
     xs, chosen_map, choice = timer.run("candidate_choice", _best_candidate, phasing, data, sym, contents,
                                        n_expected, u0)
     if xs is None:
@@ -492,7 +495,7 @@ def assign_elements(structure: Structure, refl: ReflectionData, typer: AtomTyper
     typer = typer or BaselineTyper()
     contents = structure.cell_contents if use_formula else {}
     data = prepare(refl, sym, contents or {"C": 1.0})
-    u0 = min(max(data.wilson_b / (8 * math.pi ** 2), 0.01), 0.08)
+    u0 = _starting_u(data)
     xs = structure_from_sites(sym, [a.xyz for a in sites], ["C"] * len(sites), u0)
     for k, sc in enumerate(xs.scatterers()):
         sc.label = f"S{k}"
@@ -523,8 +526,7 @@ def assign_elements(structure: Structure, refl: ReflectionData, typer: AtomTyper
 
 def _site_weight(xs: xray.structure) -> float:
     """Atoms in the asymmetric unit, an atom on a special position counting 1/(its site order)."""
-    order_z = xs.space_group().order_z()
-    return sum(st.multiplicity() / order_z for st in xs.site_symmetry_table().table())
+    return sum(asu_weights(xs.crystal_symmetry(), [sc.site for sc in xs.scatterers()]))
 
 
 def add_hydrogens(structure: Structure, refl: ReflectionData) -> tuple[Structure, Figures, list[str]]:

@@ -28,6 +28,14 @@ def expected_per_asu(contents: dict[str, float], order_z: int) -> dict[str, int]
     return {el: max(1, int(round(n))) for el, n in expected_fraction_per_asu(contents, order_z).items()}
 
 
+def asu_weights(symmetry, sites) -> list[float]:
+    """How much each site counts towards the asymmetric unit: 1 on a general position, 1/(site
+    order) on a special one (the weights of the count-honouring assignment)."""
+    order_z = symmetry.space_group().order_z()
+    sps = symmetry.special_position_settings(min_distance_sym_equiv=0.5)
+    return [sps.site_symmetry(tuple(float(v) for v in s)).multiplicity() / order_z for s in sites]
+
+
 def expected_fraction_per_asu(contents: dict[str, float], order_z: int) -> dict[str, float]:
     """Non-H atoms of each element per asymmetric unit (atoms on special positions count 1/order)."""
     return {el: n / order_z for el, n in contents.items() if el not in ("H", "D") and n > 0}
@@ -88,10 +96,9 @@ class BaselineTyper:
         order_z = context.symmetry.space_group().order_z()
         expected = expected_per_asu(context.contents, order_z)
         if expected:
-            sps = context.symmetry.special_position_settings(min_distance_sym_equiv=0.5)
-            weights = [sps.site_symmetry(a.xyz).multiplicity() / order_z for a in atoms]
+            weights = asu_weights(context.symmetry, [a.xyz for a in atoms])
             elements = constrained_assignment(table, expected_fraction_per_asu(context.contents, order_z),
-                                               weights)
+                                              weights)
         else:
             prior = {el: math.log(COMMON_PRIOR.get(el, RARE_PRIOR)) for el in table[0]} if table else {}
             elements = [max(row, key=lambda el: row[el] + prior[el]) for row in table]

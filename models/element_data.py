@@ -7,11 +7,14 @@ KD-tree so that training does not pay for the dense distance matrix.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
 
+from aisolve.models.data.labelling import PeakGraph
 from aisolve.models.data.shards import read_shard
 from aisolve.models.element_net import MAX_Z, NOT_ATOM_TOKEN, UNKNOWN_TOKEN
 from aisolve.models.graph_inputs import build_input
@@ -42,15 +45,13 @@ def to_example(graph, cutoff: float) -> Example:
                    dict(graph.contents), dict(graph.meta))
 
 
-def load_examples(dirs: list[str | Path], split: str, cutoff: float, limit: int | None = None,
-                  split_seed: int = 0) -> list[Example]:
+def split_graphs(dirs: list[str | Path], split: str, split_seed: int = 0) -> Iterator[PeakGraph]:
     """Every graph of `split` in the data sets under `dirs` (generator output directories).
 
     The split is recomputed from the compound with one split seed, so data sets generated with
     different sampling seeds (which older generator versions also used for splitting) pool safely.
     """
     from aisolve.models.data.generate import split_of
-    out: list[Example] = []
     for d in dirs:
         d = Path(d)
         # the manifest lists the shards; a run stopped early has complete shards and no manifest
@@ -60,10 +61,13 @@ def load_examples(dirs: list[str | Path], split: str, cutoff: float, limit: int 
         for f in files:
             for g in read_shard(f):
                 if split_of(g.meta["compound"], split_seed) == split:
-                    out.append(to_example(g, cutoff))
-                    if limit and len(out) >= limit:
-                        return out
-    return out
+                    yield g
+
+
+def load_examples(dirs: list[str | Path], split: str, cutoff: float, limit: int | None = None,
+                  split_seed: int = 0) -> list[Example]:
+    """The graphs of `split` (see split_graphs) as network inputs, at most `limit` of them."""
+    return [to_example(g, cutoff) for g in islice(split_graphs(dirs, split, split_seed), limit)]
 
 
 def tokens_for_pass_two(label: np.ndarray, rng: np.random.Generator, contents_z: list[int],

@@ -17,7 +17,7 @@ import numpy as np
 from aisolve.core.elements import ATOMIC_NUMBER, SYMBOLS
 from aisolve.core.model import Atom
 from aisolve.core.stages import NOT_AN_ATOM, TypingContext
-from aisolve.core.typing_baseline import constrained_assignment, expected_fraction_per_asu
+from aisolve.core.typing_baseline import asu_weights, constrained_assignment, expected_fraction_per_asu
 from aisolve.models.element_decode import allowed_mask, log_softmax, second_pass_tokens
 from aisolve.models.graph_inputs import build_input
 
@@ -158,9 +158,9 @@ def _evidence_matrix(evidence: list[dict[str, float]], shape) -> np.ndarray:
 def map_heights(coefficients, sites: list[tuple[float, float, float]]) -> np.ndarray:
     """Sigma-scaled map values at the sites (the scale of the peak search's heights)."""
     from cctbx import maptbx
-    fft = coefficients.fft_map(resolution_factor=1 / 3, symmetry_flags=maptbx.use_space_group_symmetry)
-    fft.apply_sigma_scaling()
-    real = fft.real_map_unpadded()
+
+    from aisolve.core.peaks import sigma_scaled_map
+    real = sigma_scaled_map(coefficients).real_map_unpadded()
     return np.array([maptbx.tricubic_interpolation(real, s) for s in sites], dtype=float)
 
 
@@ -186,8 +186,7 @@ class NetworkTyper:
         sites = [a.xyz for a in atoms]
         heights = map_heights(context.map_coefficients, sites)
         order_z = sym.space_group().order_z()
-        sps = sym.special_position_settings(min_distance_sym_equiv=0.5)
-        weights = [sps.site_symmetry(s).multiplicity() / order_z for s in sites]
+        weights = asu_weights(sym, sites)
         evidence = None
         if self.use_electron_counts and context.electron_estimates is not None:
             from aisolve.core.typing_baseline import BaselineTyper

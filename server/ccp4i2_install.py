@@ -10,12 +10,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from aisolve.server.host_install import InstallError, copy_with_client
+
 SOURCE = Path(__file__).resolve().parents[1] / "ccp4i2_task" / "aisolve"
-CLIENT_FILES = ("__init__.py", "client.py", "protocol.py")
-
-
-class InstallError(Exception):
-    pass
 
 
 def install(ccp4i2_dir: str | Path) -> list[str]:
@@ -26,14 +23,8 @@ def install(ccp4i2_dir: str | Path) -> list[str]:
         raise InstallError(f"the task files are not beside this aisolve ({SOURCE}); install aisolve from its "
                            "source folder (pip install -e .)")
     target = top / "wrappers" / "aisolve"
-    if target.exists():
-        shutil.rmtree(target)
-    shutil.copytree(SOURCE, target, ignore=shutil.ignore_patterns("__pycache__"))
-    # under its own folder: the task module itself is called aisolve.py
-    client = target / "script" / "thin_client" / "aisolve" / "server"
-    client.mkdir(parents=True)
-    for name in CLIENT_FILES:
-        shutil.copyfile(Path(__file__).parent / name, client / name)
+    # the client under its own folder: the task module itself is called aisolve.py
+    copy_with_client(SOURCE, target, target / "script" / "thin_client")
     cache = top / "core" / "CachedLookups.json"
     lines = [f"installed the task in {target}"]
     if cache.exists():

@@ -103,10 +103,8 @@ class Engine:
 
     def phase(self, params: dict, paths: list[str], folder: Path, progress: Progress):
         """Phases of the data (charge flipping) as an .fcf (LIST 6) and the highest map peaks."""
-        import numpy as np
-
         from aisolve.core.data_prep import prepare
-        from aisolve.core.fcf import write_fcf_text
+        from aisolve.core.fcf import fcf_text_from_arrays
         from aisolve.core.peaks import fourier_peaks
         from aisolve.core.phasing import ChargeFlippingPhaser
         inputs = self._inputs(params, paths)
@@ -116,11 +114,7 @@ class Engine:
             data, st.symmetry, float(params.get("phasing_time", 60)), progress)
         if not phasing.solved:
             return {"solved": False, "notes": phasing.notes}, {}
-        fc = phasing.f_calc.common_set(data.fo_sq)
-        fo = data.fo_sq.common_set(fc)
-        text = write_fcf_text(inputs.stem, st.cell, st.space_group, np.array(fo.indices()),
-                              fo.data().as_numpy_array(), fo.sigmas().as_numpy_array(),
-                              np.abs(fc.data().as_numpy_array()), np.degrees(np.angle(fc.data().as_numpy_array())))
+        text = fcf_text_from_arrays(inputs.stem, st.cell, st.space_group, data.fo_sq, phasing.f_calc)
         peaks = fourier_peaks(phasing.f_calc, max_peaks=int(params.get("max_peaks", 60)))
         return ({"solved": True, "figure_of_merit": phasing.figure_of_merit, "notes": phasing.notes,
                  "peaks": [{"xyz": list(p.xyz), "height": p.height} for p in peaks]},
@@ -167,12 +161,9 @@ class Engine:
 def _density_grid(f_obs, f_calc) -> tuple[list[int], bytes]:
     """The unit cell's electron density (Fobs with the model's phases, sigma units) on a grid."""
     import numpy as np
-    from cctbx import maptbx
-    fo = f_obs.common_set(f_calc)
-    coeffs = fo.phase_transfer(f_calc.common_set(fo))
-    fft = coeffs.fft_map(resolution_factor=1 / 3, symmetry_flags=maptbx.use_space_group_symmetry)
-    fft.apply_sigma_scaling()
-    grid = fft.real_map_unpadded().as_numpy_array().astype(np.float32)
+
+    from aisolve.core.peaks import model_phased, sigma_scaled_map
+    grid = sigma_scaled_map(model_phased(f_obs, f_calc)).real_map_unpadded().as_numpy_array().astype(np.float32)
     return list(grid.shape), np.ascontiguousarray(grid).tobytes()
 
 

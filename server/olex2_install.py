@@ -11,13 +11,10 @@ import re
 import shutil
 from pathlib import Path
 
+from aisolve.server.host_install import InstallError, copy_with_client
+
 NAME = "AISolve"
 SOURCE = Path(__file__).resolve().parents[1] / "olex2_plugin" / f"plugin-{NAME}"
-CLIENT_FILES = ("__init__.py", "client.py", "protocol.py")
-
-
-class InstallError(Exception):
-    pass
 
 
 def _target(olex2_dir: Path) -> Path:
@@ -50,13 +47,7 @@ def install(olex2_dir: str | Path) -> list[str]:
     olex2_dir = Path(olex2_dir)
     _check(olex2_dir)
     target = _target(olex2_dir)
-    if target.exists():
-        shutil.rmtree(target)
-    shutil.copytree(SOURCE, target, ignore=shutil.ignore_patterns("__pycache__"))
-    client_dir = target / "aisolve" / "server"
-    client_dir.mkdir(parents=True)
-    for name in CLIENT_FILES:
-        shutil.copyfile(Path(__file__).parent / name, client_dir / name)
+    copy_with_client(SOURCE, target, target)
     _edit_xld(olex2_dir, add=True)
     return [f"installed the plugin in {target}",
             f"registered {NAME} in {olex2_dir / 'plugins.xld'} (backup: plugins.xld.aisolve-backup)",
