@@ -104,7 +104,7 @@ def test_q_peaks_become_the_right_atoms_with_riding_hydrogens_and_undo_restores(
     state.functions["spy.aisolve.run"]()
     assert not [m for m in state.messages if m[0] == "error"], state.messages
     log = state.log
-    first_edit = min(i for i, m in enumerate(log) if m.split()[0] in ("name", "kill", "Afix", "NewAtom"))
+    first_edit = min(i for i, m in enumerate(log) if m.split()[0] in ("name", "kill", "HAdd", "NewAtom"))
     assert log[0] == "File" and "spy.create_history" in log[:first_edit]
     names = [m for m in log if m.startswith("name ")]
     assert len(names) == 14 and all(m.split()[1].startswith("Q") for m in names)
@@ -119,7 +119,7 @@ def test_q_peaks_become_the_right_atoms_with_riding_hydrogens_and_undo_restores(
             continue
         match = [b for b in final.non_h_atoms() if np.allclose(b.xyz, peaks[row["label"]], atol=1e-4)]
         assert len(match) == 1 and match[0].element == row["element"], row
-    # ...and its riding H, one Afix group per pivot
+    # ...and its riding H: HAdd with the server's AFIX code on each pivot
     from aisolve_apply import hydrogen_groups, parse_res
     res = next(v for k, v in answers["add_hydrogens"][1].items() if k.endswith(".res")).decode()
     expected = {pivot: n for pivot, _afix, n in hydrogen_groups(parse_res(res)[1])}
@@ -131,11 +131,24 @@ def test_q_peaks_become_the_right_atoms_with_riding_hydrogens_and_undo_restores(
         else:
             pivot = a.label
     assert got == expected and sum(expected.values()) >= 8
-    assert any(m.startswith("Afix 23 ") for m in log) and log[-1] == "refine 10"
+    hadds = [m for m in log if m.startswith("HAdd ")]
+    assert any(m.startswith("HAdd 23 ") for m in hadds) and len(hadds) == len({m.split()[1] for m in hadds})
+    assert log[-1] == "refine 10"
     assert "AI solve done" in state.messages[-1][1] and state.refreshes > 0  # the GUI kept painting
-    # undo, once per undoable edit, gives back the model the user had
-    for _ in range(sum(1 for m in log if m.split()[0] in ("name", "kill", "Afix"))):
+    # Olex2's undo, once per undoable macro, gives back the model the user had
+    n_undoable = sum(1 for m in log if m.split()[0] in ("name", "kill", "HAdd"))
+    for _ in range(n_undoable):
         state.macro("undo")
+    _assert_model(state, original)
+    # and so does the panel's "Undo AI solve", after a second run
+    state.functions["spy.aisolve.run"]()
+    assert state.structure.hydrogens()
+    state.functions["spy.aisolve.undo"]()
+    _assert_model(state, original)
+    assert state.log[-n_undoable:] == ["undo"] * n_undoable and "undone" in state.messages[-1][1]
+
+
+def _assert_model(state, original):
     assert [a.label for a in state.structure.atoms] == [a.label for a in original[0]]
     assert [(p.label, p.xyz) for p in state.structure.peaks] == original[1]
 
@@ -154,11 +167,14 @@ def test_empty_model_is_solved_and_the_history_point_keeps_the_old_one(plugin, s
     assert formula == sorted(["Cu"] * 2 + ["Cl"] * 2 + ["N"] * 4 + ["C"] * 6)
     assert sum(1 for a in state.structure.atoms if a.element == "H") == 10
     assert state.history[0] == ([], [])  # the pre-AI model, restorable from the history
+    assert log.index("EndUpdate") < log.index(next(m for m in log if m.startswith("HAdd ")))
     # the solution's density shown as a map, levels in sigma
     dims, data = state.map
     grid = np.frombuffer(data, dtype=np.float32).reshape(dims)
     assert min(dims) >= 16 and abs(float(grid.mean())) < 0.1 and 0.9 < float(grid.std()) < 1.1
     assert "xgrid.SetVisible True" in state.log
+    state.functions["spy.aisolve.undo"]()  # the added atoms go, and their H with them
+    assert not state.structure.atoms and not state.structure.peaks
 
 
 def test_server_down_and_bad_data_show_messages_and_change_nothing(plugin, server, tmp_path):
@@ -183,10 +199,14 @@ def test_atoms_missing_from_the_model_are_added(plugin, server, tmp_path):
     module, state = plugin
     ins, hkl = _files(tmp_path, as_peaks=True, omit=("C3", "N2"))
     _setup(state, ins, hkl, server.url)
+    original = (list(state.structure.atoms), [(p.label, p.xyz) for p in state.structure.peaks])
     state.functions["spy.aisolve.run"]()
     assert not [m for m in state.messages if m[0] == "error"], state.messages
-    added = [m for m in state.log if m.startswith("NewAtom ")]
-    assert len(added) == 2 and state.log.index("spy.create_history") < state.log.index(added[0])
+    log = state.log
+    added = [m for m in log if m.startswith("NewAtom ")]
+    assert len(added) == 2 and log.index("spy.create_history") < log.index(added[0])
+    # direct edits before every undoable macro, so that undoing the macros cannot skip over them
+    assert log.index(added[-1]) < min(i for i, m in enumerate(log) if m.split()[0] in ("name", "kill", "HAdd"))
     ref = read_ins(REAL / ENTRY / f"{ENTRY}.ins")
     uc, ops = ref.unit_cell, ref.space_group.all_ops()
     for label in ("C3", "N2"):
@@ -194,6 +214,9 @@ def test_atoms_missing_from_the_model_are_added(plugin, server, tmp_path):
         assert min(uc.mod_short_distance(op * b.xyz, a.xyz) for b in state.structure.non_h_atoms()
                    for op in ops) < 0.3, label
     assert len(state.structure.non_h_atoms()) == 14
+    state.functions["spy.aisolve.undo"]()
+    _assert_model(state, original)
+    assert state.log[-1] == "kill " + " ".join(m.split()[1] for m in added)
 
 
 def _record_replies(module) -> list:

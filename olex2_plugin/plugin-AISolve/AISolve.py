@@ -2,14 +2,16 @@
 
 Two ways, chosen by the current model:
 - atoms or Q-peaks present: the server assigns elements to them (`assign_elements`, also finding
-  atoms the model lacks), the plugin renames/retypes them with `name`, deletes the ones that are
-  no atoms with `kill` and adds the missing ones with NewAtom, then asks
-  for riding hydrogens (`add_hydrogens`) and adds them group by group with `Afix mn pivot`;
+  atoms the model lacks); the plugin adds the missing atoms (NewAtom), renames/retypes the sites
+  with `name` and deletes the ones that are no atoms with `kill`; then it asks for riding hydrogens
+  (`add_hydrogens`) and adds them with `HAdd <AFIX code> <pivots>`, the server's H count per pivot;
 - nothing yet (a fresh .ins): the server solves the structure (`solve`); its atoms are added with
   NewAtom, then the same hydrogen step.
-A history point comes first, so the pre-AI model is one click away; the macros are Olex2's
-undoable ones wherever Olex2 has one. The server call waits in a poll loop that keeps the GUI
-painting (olx.Refresh). Every failure is reported in the status line and changes nothing.
+A history point comes first. Direct edits (NewAtom) come before every macro, so that Olex2's
+`undo` of the macros (name, kill, HAdd) leads back to the old model plus the added atoms, and the
+panel's "Undo AI solve" (spy.aisolve.undo) does that and deletes the added atoms: the pre-AI model.
+The server call waits in a poll loop that keeps the GUI painting (olx.Refresh). Every failure is
+reported in the status line and changes nothing.
 """
 from __future__ import annotations
 
@@ -46,7 +48,10 @@ def setting(name):
 class AISolve:
     def __init__(self):
         self.status = ""
+        self.undoable = 0  # undoable macros of the last AI solve
+        self.added = []  # labels of the atoms it added by direct edits (not undoable by Olex2)
         OV.registerFunction(self.run, False, "aisolve")
+        OV.registerFunction(self.undo, False, "aisolve")
         OV.registerFunction(self.status_text, False, "aisolve")
 
     def status_text(self):
@@ -56,7 +61,36 @@ class AISolve:
         self.status = text
         olx.Echo(text, m=level)
 
-    # -- the button -----------------------------------------------------------------------------
+    def _macro(self, text):
+        """An undoable Olex2 macro, counted so that undo() can take it back."""
+        olex.m(text)
+        self.undoable += 1
+
+    def _new_atoms(self, atoms):
+        """Atoms added by direct edits, before any macro (see the module notes); remembered for undo()."""
+        for label, xyz in atoms:
+            olx.xf.au.NewAtom(label, *xyz)
+            self.added.append(label)
+        if atoms:
+            olx.xf.EndUpdate()
+
+    # -- the buttons ----------------------------------------------------------------------------
+    def undo(self):
+        """Back to the model before the last AI solve: Olex2's undo for each of its macros, then the
+        atoms it added are deleted."""
+        try:
+            if not self.undoable and not self.added:
+                self._say("AI solve: nothing to undo")
+                return
+            for _ in range(self.undoable):
+                olex.m("undo")
+            if self.added:
+                olex.m("kill " + " ".join(self.added))
+            self.undoable, self.added = 0, []
+            self._say("AI solve undone: the model is the one before AI solve")
+        except Exception as exc:  # Olex2 swallows exceptions of registered functions: report it
+            self._say("AI solve undo failed: %s: %s" % (type(exc).__name__, exc), "error")
+
     def run(self):
         try:
             self._run()
@@ -79,6 +113,7 @@ class AISolve:
         params = {"typer": setting("typer"), "no_formula": not setting("use_formula"), "timeout": setting("timeout")}
         sites = self._current_sites()
         r1_before = _r1()
+        self.undoable, self.added = 0, []
         try:
             with self._client() as client:
                 if sites:
@@ -98,7 +133,7 @@ class AISolve:
             self._say("AI solve: the server refused the job: %s" % exc.message, "error")
             return
         if setting("refine_after"):
-            olex.m("refine 10")
+            self._macro("refine 10")
         r1_after = _r1()
         self._say("AI solve done: R1 %s -> %s. %s" % (_fmt(r1_before), _fmt(r1_after), edits))
 
@@ -133,14 +168,11 @@ class AISolve:
         header, _ = self._call(client, "assign_elements", dict(params, complete=True), files)
         renames, kills, additions = plan.rename_plan(sites, header["assignments"])
         olex.m("spy.create_history")
+        self._new_atoms(additions)  # atoms the model lacked
         for old, new in renames:
-            olex.m("name %s %s" % (old, new))
+            self._macro("name %s %s" % (old, new))
         if kills:
-            olex.m("kill " + " ".join(kills))
-        for label, xyz in additions:  # atoms the model lacked (not undoable: the history point is)
-            olx.xf.au.NewAtom(label, *xyz)
-        if additions:
-            olx.xf.EndUpdate()
+            self._macro("kill " + " ".join(kills))
         unsure = [r for r in header["assignments"] if r.get("element") and (r.get("confidence") or 1) < 0.8]
         for r in unsure:
             probs = sorted(r.get("probabilities", {}).items(), key=lambda kv: -kv[1])
@@ -157,9 +189,7 @@ class AISolve:
         res = next(v for k, v in out.items() if k.endswith(".res"))
         _, atoms = plan.parse_res(res.decode())
         olex.m("spy.create_history")
-        for a in atoms:
-            olx.xf.au.NewAtom(a["label"], *a["xyz"])
-        olx.xf.EndUpdate()
+        self._new_atoms([(a["label"], a["xyz"]) for a in atoms])
         report = json.loads(out.get("report.json", b"{}") or b"{}")
         for line in plan.low_confidence(report.get("atoms", [])):
             olx.Echo("low confidence: " + line, m="warning")
@@ -186,8 +216,9 @@ class AISolve:
         header, out = self._call(client, "add_hydrogens", params, files)
         res = next(v for k, v in out.items() if k.endswith(".res"))
         _, atoms = plan.parse_res(res.decode())
-        for pivot, afix, _n in plan.hydrogen_groups(atoms):
-            olex.m("Afix %d %s" % (afix, pivot))  # riding H of that group, explicitly
+        for afix, pivots in plan.hadd_commands(plan.hydrogen_groups(atoms)):
+            # an explicit AFIX code makes HAdd put exactly the server's H count on each pivot
+            self._macro("HAdd %d %s" % (afix, " ".join(pivots)))
         for w in header.get("warnings", []):
             olx.Echo("hydrogens: " + w, m="warning")
 

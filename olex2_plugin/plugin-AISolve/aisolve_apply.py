@@ -80,6 +80,14 @@ def hydrogen_groups(atoms: List[Dict]) -> List[Tuple[str, int, int]]:
     return groups
 
 
+def hadd_commands(groups: List[Tuple[str, int, int]]) -> List[Tuple[int, List[str]]]:
+    """(AFIX code, pivots) per code, in first-seen order: one `HAdd code pivots` macro each."""
+    by_code: Dict[int, List[str]] = {}
+    for pivot, afix, _n in groups:
+        by_code.setdefault(afix, []).append(pivot)
+    return list(by_code.items())
+
+
 def rename_plan(current: List[Dict], assignments: List[Dict]
                 ) -> Tuple[List[Tuple[str, str]], List[str], List[Tuple[str, List[float]]]]:
     """(renames OLD->NEW, labels to delete, atoms to add (label, xyz)) turning the current sites

@@ -1,7 +1,7 @@
 """The state behind the Olex2 stand-ins: the loaded model, files, settings and everything done to it.
 
 Follows ../shared/docs/olex2-integration.md: macros through olex.m (undoable ones are `name`,
-`kill`, `Afix`), direct edits through olx.xf.au.NewAtom + olx.xf.EndUpdate (not undoable), a
+`kill`, `HAdd`, `Afix`), direct edits through olx.xf.au.NewAtom + olx.xf.EndUpdate (not undoable), a
 history point through `spy.create_history`. Every macro and direct edit is appended to `log`.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ from aisolve.core.shelx_ins import read_ins
 from aisolve.core.shelx_write import write_ins_text
 
 H_PER_M = {1: 1, 2: 2, 3: 3, 4: 1, 8: 1, 9: 2, 13: 3, 14: 1, 15: 1, 16: 1}
-UNDOABLE = ("name", "kill", "afix")
+UNDOABLE = ("name", "kill", "afix", "hadd")
 
 
 class State:
@@ -76,23 +76,31 @@ class State:
                 kind, a = self._find(label)
                 if a is not None:
                     getattr(self.structure, kind).remove(a)
-        elif cmd == "afix":
-            code, pivot = int(words[1]), words[2]
-            kind, p = self._find(pivot)
-            if p is None or kind != "atoms":
-                raise RuntimeError(f"Afix: no atom {pivot}")
-            n = H_PER_M[code // 10]
-            at = self.structure.atoms.index(p) + 1
-            number = re.sub(r"^[A-Za-z]+", "", p.label)
-            for k in range(n):
-                h = Atom(label=f"H{number}{'ABC'[k] if n > 1 else ''}"[:4], element="H",
-                         xyz=(p.xyz[0] + 0.01 * (k + 1), p.xyz[1], p.xyz[2]), uiso=None, afix=code,
-                         afix_start=k == 0, riding_u=1.5 if code // 10 in (3, 13, 14) else 1.2)
-                self.structure.atoms.insert(at + k, h)
+        elif cmd in ("afix", "hadd"):
+            # `HAdd code atoms` (Olex2 reads a leading number as the AFIX code) and `Afix mn atoms`
+            # put that group's H on each atom; HAdd without a code lets Olex2 choose: not modelled
+            if len(words) < 3 or not words[1].isdigit():
+                raise RuntimeError(f"stand-in models {words[0]} with an explicit AFIX code only: {text!r}")
+            code = int(words[1])
+            for pivot in words[2:]:
+                self._add_riding(code, pivot, words[0])
         elif cmd == "refine":
             pass  # recorded only: no refinement program here
         else:
             raise RuntimeError(f"stand-in does not know the macro {text!r}")
+
+    def _add_riding(self, code, pivot, macro):
+        kind, p = self._find(pivot)
+        if p is None or kind != "atoms":
+            raise RuntimeError(f"{macro}: no atom {pivot}")
+        n = H_PER_M[code // 10]
+        at = self.structure.atoms.index(p) + 1
+        number = re.sub(r"^[A-Za-z]+", "", p.label)
+        for k in range(n):
+            h = Atom(label=f"H{number}{'ABC'[k] if n > 1 else ''}"[:4], element="H",
+                     xyz=(p.xyz[0] + 0.01 * (k + 1), p.xyz[1], p.xyz[2]), uiso=None, afix=code,
+                     afix_start=k == 0, riding_u=1.5 if code // 10 in (3, 13, 14) else 1.2)
+            self.structure.atoms.insert(at + k, h)
 
     def new_atom(self, label, x, y, z):
         self.log.append(f"NewAtom {label} {x:.5f} {y:.5f} {z:.5f}")
