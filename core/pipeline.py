@@ -50,6 +50,7 @@ class SolveOptions:
     d_min: float | None = None
     phasing_time: float = 60.0
     difference_cycles: int = 3
+    refine_cycles: int = 10  # least-squares cycles of the final (anisotropic) refinement
     seed: int = 0
 
 
@@ -410,7 +411,7 @@ def solve(structure: Structure, refl: ReflectionData, options: SolveOptions | No
     aniso = data.d_min < 1.2 and data.fo_sq.size() > 8 * 9 * xs.scatterers().size()
     progress(0.75, "anisotropic refinement" if aniso else "isotropic refinement")
     set_refinement_flags(xs, aniso=aniso)
-    result = timer.run("refine_heavy", refine, xs, data.fo_sq, 10)
+    result = timer.run("refine_heavy", refine, xs, data.fo_sq, options.refine_cycles)
     n_heavy = xs.scatterers().size()
 
     for k, sc in enumerate(xs.scatterers()):

@@ -84,18 +84,26 @@ def cmd_solve(args: argparse.Namespace) -> int:
     inputs = load_solve_inputs(args.files, cell=args.cell, spacegroup=args.spacegroup, formula=args.formula,
                                z=args.z, wavelength=args.wavelength)
     typer = make_typer(args.typer)
+    phaser = None
+    if args.start_model:
+        from aisolve.core.start_model import StartingModelPhaser, read_start_model
+        phaser = StartingModelPhaser(read_start_model(args.start_model, inputs.template.cell))
     options = SolveOptions(hydrogens=args.hydrogens, use_formula=not args.no_formula, d_min=args.d_min,
-                           phasing_time=args.phasing_time, seed=args.seed, typer=typer)
+                           phasing_time=args.phasing_time, seed=args.seed, typer=typer, phaser=phaser,
+                           refine_cycles=args.refine_cycles)
     progress = ProgressBar(enabled=not args.quiet)
     result = solve(inputs.template, inputs.reflections, options, progress)
     outdir = Path(args.output or (inputs.files[0].parent / f"{inputs.stem}_aisolve"))
     written = write_outputs(
         result, outdir, inputs.stem,
-        inputs={"files": [str(p) for p in inputs.files]},
+        inputs={"files": [str(p) for p in inputs.files], "start_model": args.start_model},
         options={"hydrogens": options.hydrogens, "use_formula": options.use_formula, "d_min": options.d_min,
-                 "phasing_time": options.phasing_time, "seed": options.seed, "phaser": "charge_flipping",
-                 "typer": typer.name},
-        protected={p.resolve() for p in inputs.files}, hkl_text=inputs.hkl_text)
+                 "phasing_time": options.phasing_time, "seed": options.seed,
+                 "phaser": phaser.name if phaser else "charge_flipping", "typer": typer.name,
+                 "refine_cycles": options.refine_cycles},
+        protected={p.resolve() for p in inputs.files} | ({Path(args.start_model).resolve()} if args.start_model
+                                                          else set()),
+        hkl_text=inputs.hkl_text)
     f = result.figures
     status = "solved" if result.solved else "NOT SOLVED"
     summary = f"{status}: {result.structure.formula() or ''}".rstrip()
@@ -159,7 +167,16 @@ def _solve_on_server(args: argparse.Namespace) -> int:
     params = {k: v for k, v in {"cell": args.cell, "spacegroup": args.spacegroup, "formula": args.formula,
                                 "z": args.z, "wavelength": args.wavelength, "no_formula": args.no_formula,
                                 "d_min": args.d_min, "hydrogens": args.hydrogens, "typer": args.typer,
-                                "phasing_time": args.phasing_time, "seed": args.seed}.items() if v is not None}
+                                "phasing_time": args.phasing_time, "seed": args.seed,
+                                "refine_cycles": args.refine_cycles}.items() if v is not None}
+    attachments = {f.name: f.read_bytes() for f in files}
+    if args.start_model:
+        start = Path(args.start_model)
+        if not start.is_file():
+            print(f"aisolve: error: {start}: no such file", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        params["start_model"] = "start_" + start.name  # its own name: it may share a stem with the model
+        attachments[params["start_model"]] = start.read_bytes()
     server_key = client_keys = None
     if args.server_key:
         from aisolve.server.keys import load_public, load_secret
@@ -168,7 +185,7 @@ def _solve_on_server(args: argparse.Namespace) -> int:
     progress = ProgressBar(enabled=not args.quiet)
     try:
         with Client(args.server, server_key=server_key, client_keys=client_keys) as client:
-            header, outputs = client.call("solve", params, {f.name: f.read_bytes() for f in files}, progress=progress)
+            header, outputs = client.call("solve", params, attachments, progress=progress)
     except ServerError as exc:
         print(f"aisolve: error: {exc.message}", file=sys.stderr)
         return EXIT_BAD_INPUT if exc.code == "bad_input" else EXIT_INTERNAL
@@ -208,6 +225,13 @@ def cmd_keys(args: argparse.Namespace) -> int:
     public, secret = create(args.folder, args.name)
     print(f"wrote {public} (public: give it out) and {secret} (secret: keep it private)")
     return EXIT_OK
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 200:
+        raise argparse.ArgumentTypeError(f"{text}: give 1 to 200")
+    return value
 
 
 def _run_installer(module_name: str, folder: str, remove: bool) -> int:
@@ -256,6 +280,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "the network alone, or the baseline (electron counts, cell contents, chemistry); "
                          "auto: the better measured one (the baseline, for the shipped weights)")
     sv.add_argument("--phasing-time", type=float, default=60.0, help="seconds for phasing trials")
+    sv.add_argument("--start-model", help="an earlier or partial model (.res/.ins/.cif/mmCIF/.pdb): its phases "
+                                          "replace charge flipping; it is completed, retyped and refined")
+    sv.add_argument("--refine-cycles", type=_positive_int, default=10,
+                    help="least-squares cycles of the final refinement (default 10)")
     sv.add_argument("--seed", type=int, default=0)
     sv.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     sv.add_argument("--server", help="run on an aisolve server, e.g. tcp://127.0.0.1:5555 (default: embedded)")

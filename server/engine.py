@@ -78,16 +78,24 @@ class Engine:
     def solve(self, params: dict, paths: list[str], folder: Path, progress: Progress):
         from aisolve.core.outputs import write_outputs
         from aisolve.core.pipeline import SolveOptions, solve
+        from aisolve.core.start_model import StartingModelPhaser, read_start_model
+        start = _take_attachment(params.get("start_model"), paths)
         inputs = self._inputs(params, paths)
+        phaser = StartingModelPhaser(read_start_model(start, inputs.template.cell)) if start else None
+        cycles = params.get("refine_cycles", 10)
+        if not isinstance(cycles, int) or not 1 <= cycles <= 200:
+            raise JobError("bad_input", f"refine_cycles must be an integer from 1 to 200, not {cycles!r}")
         options = SolveOptions(hydrogens=params.get("hydrogens", "geometry"),
                                use_formula=not params.get("no_formula", False), d_min=params.get("d_min"),
                                phasing_time=float(params.get("phasing_time", 60)), seed=int(params.get("seed", 0)),
-                               typer=self._typer(params.get("typer")))
+                               typer=self._typer(params.get("typer")), phaser=phaser, refine_cycles=cycles)
         result = solve(inputs.template, inputs.reflections, options, progress)
         written = write_outputs(result, folder / "out", inputs.stem,
                                 inputs={"files": sorted(Path(p).name for p in paths)},
                                 options={"typer": options.typer.name, "hydrogens": options.hydrogens,
-                                         "use_formula": options.use_formula, "served": True},
+                                         "use_formula": options.use_formula, "served": True,
+                                         "phaser": phaser.name if phaser else "charge_flipping",
+                                         "refine_cycles": cycles},
                                 protected=set(), hkl_text=inputs.hkl_text)
         files = {p.name: p.read_bytes() for p in written.values()}
         f = result.figures
@@ -156,6 +164,17 @@ class Engine:
             return self.typer
         from aisolve.server.cli import make_typer
         return make_typer(choice)
+
+
+def _take_attachment(name, paths: list[str]) -> str | None:
+    """The path of the attachment a parameter names (e.g. the starting model), taken out of `paths`."""
+    if not name:
+        return None
+    found = [p for p in paths if Path(p).name == name]
+    if not found:
+        raise JobError("bad_input", f"no attachment named {name!r} was sent")
+    paths.remove(found[0])
+    return found[0]
 
 
 def _density_grid(f_obs, f_calc) -> tuple[list[int], bytes]:

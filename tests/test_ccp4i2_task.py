@@ -80,6 +80,71 @@ def test_missing_columns_fail_with_an_error_report(tmp_path):
     assert "no intensity" in str(task.errorReport)
 
 
+def _partial_mmcif(tmp_path: Path, drop: tuple[str, ...], cell_scale: float = 1.0) -> Path:
+    """The published model without H and without some atoms, as the mmCIF a CCP4i2 user would pick."""
+    import gemmi
+
+    from aisolve.core.loaders import load_structure
+    ref = load_structure(REAL / ENTRY / f"{ENTRY}.ins")
+    st = gemmi.Structure()
+    st.cell = gemmi.UnitCell(*[v * cell_scale if k < 3 else v for k, v in enumerate(ref.cell)])
+    st.spacegroup_hm = "P 1"
+    residue = gemmi.Residue()
+    residue.name, residue.seqid = "UNL", gemmi.SeqId(1, " ")
+    for a in ref.non_h_atoms():
+        if a.label in drop:
+            continue
+        atom = gemmi.Atom()
+        atom.name, atom.element, atom.occ, atom.b_iso = a.label, gemmi.Element(a.element), 1.0, 3.0
+        atom.pos = st.cell.orthogonalize(gemmi.Fractional(*a.xyz))
+        residue.add_atom(atom)
+    chain = gemmi.Chain("A")
+    chain.add_residue(residue)
+    model = gemmi.Model("1")
+    model.add_chain(chain)
+    st.add_model(model)
+    st.setup_entities()
+    path = tmp_path / "partial.cif"
+    st.make_mmcif_document().write_file(str(path))
+    return path
+
+
+def test_starting_model_is_completed_and_refined_with_the_cycles_asked(tmp_path):
+    import gemmi
+    import xml.etree.ElementTree as ET
+    cls = _task_class()
+    job = tmp_path / "job"
+    job.mkdir()
+    task = cls(workDirectory=str(job), name="job")
+    task.container.inputData.F_SIGF.setFullPath(str(_mtz(tmp_path)))
+    task.container.inputData.XYZIN.setFullPath(str(_partial_mmcif(tmp_path, drop=("C3", "N2", "Cl2"))))
+    p = task.container.controlParameters
+    p.FORMULA.set("C6 H10 N4 Cl2 Cu")
+    p.AISOLVE.set(str(Path(sys.executable).parent / "aisolve"))
+    p.REFINE_CYCLES.set(5)
+    status = task.process()
+    assert status == task.SUCCEEDED, str(task.errorReport)
+    xml = ET.parse(job / "program.xml").getroot()
+    assert xml.findtext("Phasing") == "starting_model" and xml.findtext("RefineCycles") == "5"
+    st = gemmi.read_structure(str(task.container.outputData.XYZOUT.fullPath))
+    atoms = [a for r in st[0][0] for a in r]
+    assert sum(a.element.name != "H" for a in atoms) == 14  # the three left out are found again
+    assert float(xml.findtext("R1")) < 0.04
+
+
+def test_starting_model_with_another_cell_is_refused(tmp_path):
+    cls = _task_class()
+    job = tmp_path / "job"
+    job.mkdir()
+    task = cls(workDirectory=str(job), name="job")
+    task.container.inputData.F_SIGF.setFullPath(str(_mtz(tmp_path)))
+    task.container.inputData.XYZIN.setFullPath(str(_partial_mmcif(tmp_path, drop=(), cell_scale=1.1)))
+    task.container.controlParameters.AISOLVE.set(str(Path(sys.executable).parent / "aisolve"))
+    status = task.process()
+    assert status == task.FAILED and task.errorReport.count(code=201) == 1
+    assert "partial.cif" in str(task.errorReport) and "cell does not fit" in str(task.errorReport)
+
+
 def test_server_down_fails_with_an_error_report(tmp_path):
     task, status, job = _run(tmp_path, _mtz(tmp_path), SERVER="tcp://127.0.0.1:5798")
     assert status == task.FAILED and task.errorReport.count(code=202) == 1

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import os
 import shutil
 import signal
@@ -356,3 +357,20 @@ def test_secured_back_end_takes_only_allowed_workers(tmp_path):
     finally:
         stranger.kill()
         s.stop()
+
+
+def test_solve_from_a_starting_model_with_the_cycles_asked(server):
+    partial = b"\n".join(ln for ln in _reference_without_h().splitlines()
+                         if not ln.upper().startswith((b"O1 ", b"C5 ", b"C9 ")))
+    with Client(server.url) as c:
+        header, files = c.call("solve", {"start_model": "start_sucrose.res", "refine_cycles": 3},
+                               dict(SUCROSE, **{"start_sucrose.res": partial}))
+        report = json.loads(files["report.json"])
+        assert header["solved"] and header["r1"] < 0.06
+        assert report["phasing"]["route"] == "starting_model" and report["options"]["refine_cycles"] == 3
+        assert len(report["atoms"]) == 23  # the three atoms left out are back
+        for params, attached, words in (({"start_model": "nothing.res"}, {}, "no attachment named"),
+                                        ({"refine_cycles": 0}, {}, "refine_cycles")):
+            with pytest.raises(ServerError) as e:
+                c.call("solve", params, dict(SUCROSE, **attached))
+            assert e.value.code == "bad_input" and words in e.value.message

@@ -184,3 +184,22 @@ def test_solve_from_cif_and_from_mtz(tmp_path):
     assert r.returncode == 0, r.stderr
     report = json.loads((tmp_path / "m" / "report.json").read_text())
     assert report["solved"] and report["model"]["formula_asu"] == "C12 H22 O11"
+
+
+def test_cli_starting_model_and_a_cell_that_does_not_fit(tmp_path):
+    ins, hkl = EXAMPLE / "sucrose.ins", EXAMPLE / "sucrose.hkl"
+    lines = (EXAMPLE / "reference" / "sucrose.res").read_text().splitlines()
+    keep = [ln for ln in lines if not ln.upper().startswith(("H", "AFIX", "O2 ", "C11 ")) or
+            ln.upper().startswith("HKLF")]
+    start = tmp_path / "partial.res"
+    start.write_text("\n".join(keep) + "\n")
+    r = run_cli("solve", ins, hkl, "-o", tmp_path / "out", "-q", "--start-model", start, "--refine-cycles", "4")
+    assert r.returncode == 0, r.stderr
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["phasing"]["route"] == "starting_model" and report["options"]["refine_cycles"] == 4
+    assert len(report["atoms"]) == 23 and report["figures"]["r1"] < 0.06
+    wrong = tmp_path / "wrong_cell.res"
+    wrong.write_text("\n".join(ln.replace("CELL 0.71073 7.7", "CELL 0.71073 8.7") if ln.startswith("CELL") else ln
+                               for ln in keep) + "\n")
+    r = run_cli("solve", ins, hkl, "-o", tmp_path / "out2", "-q", "--start-model", wrong)
+    assert r.returncode == 2 and "wrong_cell.res" in r.stderr and "cell does not fit" in r.stderr, r.stderr

@@ -3,6 +3,9 @@
 Runs in-process (RUNEXTERNALPROCESS False) in both CCP4i2 generations. The work happens either
 on an aisolve server (SERVER set: the pyzmq thin client, no cctbx in CCP4's Python) or in the
 local `aisolve` command (a subprocess, so that cctbx never meets CCP4i2's own libraries). The
+An optional starting model (XYZIN: an earlier or partial model, mmCIF/PDB or .res) replaces
+charge flipping: its phases start the model building. REFINE_CYCLES sets the final refinement's
+least-squares cycles. The
 outputs: phases (PHSOUT: PHI, FOM), map coefficients (FPHIOUT: F, PHI), the model as mmCIF
 (XYZOUT) plus the small-molecule .res and .cif, and program.xml with R1 and every atom's
 element and confidence.
@@ -75,7 +78,11 @@ class aisolve(CPluginScript):  # noqa: N801 - CCP4i2 names the class after the t
         mtz = Path(str(self.container.inputData.F_SIGF.fullPath))
         p = self.container.controlParameters
         params = {"hydrogens": "geometry" if _value(p.ADD_HYDROGENS, True) else "none",
-                  "phasing_time": float(_value(p.PHASING_TIME, 60.0))}
+                  "phasing_time": float(_value(p.PHASING_TIME, 60.0)),
+                  "refine_cycles": int(_value(p.REFINE_CYCLES, 10))}
+        start = _set_path(self.container.inputData.XYZIN)
+        if start is not None:
+            params["start_model"] = start
         if _value(p.FORMULA):
             params["formula"] = str(p.FORMULA)
             if _value(p.Z):
@@ -111,7 +118,12 @@ class aisolve(CPluginScript):  # noqa: N801 - CCP4i2 names the class after the t
         try:
             from aisolve.server import protocol
             rid = protocol.new_request_id()
-            header, files = client.call("solve", params, {mtz.name: mtz.read_bytes()}, idle=idle, request_id=rid)
+            attachments = {mtz.name: mtz.read_bytes()}
+            if "start_model" in params:  # sent under its own name: it may share a stem with the data
+                start = Path(params["start_model"])
+                params = dict(params, start_model="start_" + start.name)
+                attachments[params["start_model"]] = start.read_bytes()
+            header, files = client.call("solve", params, attachments, idle=idle, request_id=rid)
         except KeyboardInterrupt:
             client.cancel(rid)
             self.appendErrorReport(205, "the job was cancelled on the server")
@@ -136,7 +148,8 @@ class aisolve(CPluginScript):  # noqa: N801 - CCP4i2 names the class after the t
             return False
         cmd = [exe, "solve", str(mtz), "-o", str(out), "-q"]
         for key, flag in (("formula", "--formula"), ("z", "--z"), ("d_min", "--d-min"),
-                          ("hydrogens", "--hydrogens"), ("phasing_time", "--phasing-time")):
+                          ("hydrogens", "--hydrogens"), ("phasing_time", "--phasing-time"),
+                          ("refine_cycles", "--refine-cycles"), ("start_model", "--start-model")):
             if key in params:
                 cmd += [flag, str(params[key])]
         if params.get("no_formula"):
@@ -186,6 +199,15 @@ def _value(item, default=None):
     except Exception:  # noqa: BLE001 - an unset CData
         return default
     return default if v in (None, "") else v
+
+
+def _set_path(file_item) -> str | None:
+    """The full path of an optional input file, or None when it is not set."""
+    try:
+        path = str(file_item.fullPath) if file_item.isSet() else ""
+    except Exception:  # noqa: BLE001 - an unset CDataFile
+        return None
+    return path if path not in ("", "None") else None
 
 
 def _path(file_item, work: Path, suffix: str | None = None) -> str:
@@ -257,6 +279,8 @@ def _program_xml(path: Path, report: dict) -> None:
     figures = report.get("figures") or {}
     for key in ("solved",):
         ET.SubElement(root, key).text = str(report.get(key))
+    ET.SubElement(root, "Phasing").text = str((report.get("phasing") or {}).get("route"))
+    ET.SubElement(root, "RefineCycles").text = str((report.get("options") or {}).get("refine_cycles"))
     for key in ("r1", "wr2", "goof"):
         if figures.get(key) is not None:
             ET.SubElement(root, key.upper()).text = f"{figures[key]:.4f}"
