@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from cctbx import crystal, miller, xray
@@ -51,6 +51,7 @@ class SolveOptions:
     phasing_time: float = 60.0
     difference_cycles: int = 3
     refine_cycles: int = 10  # least-squares cycles of the final (anisotropic) refinement
+    element_swaps: bool = True  # C/N/O swap test with riding H (with cell contents)
     seed: int = 0
 
 
@@ -279,7 +280,7 @@ def _hydrogen_groups(heavy_xs, result, data, structure, timer, progress) -> list
     return timer.run("hydrogens", place_hydrogens, heavy_xs, structure.temperature, density)
 
 
-def _refine_with_hydrogens(heavy_xs, groups, data, aniso, timer, warnings):
+def _refine_with_hydrogens(heavy_xs, groups, data, aniso, timer, warnings, cycles: int = 10):
     """Heavy atoms plus riding H, refined. smtbx judges connectivity by its own bond table (metal
     contacts count there) and cannot ride on some symmetry copies: groups it refuses are dropped
     and reported."""
@@ -288,7 +289,7 @@ def _refine_with_hydrogens(heavy_xs, groups, data, aniso, timer, warnings):
         constraints = _add_riding_hydrogens(xs, groups)
         set_refinement_flags(xs, aniso=aniso)
         try:
-            result = timer.run("refine_final", refine, xs, data.fo_sq, 10, constraints)
+            result = timer.run("refine_final", refine, xs, data.fo_sq, cycles, constraints)
             return xs, result, groups, constraints
         except (InvalidConstraint, TypeError) as exc:
             pivot = _pivot_in_message(str(exc), xs, groups)
@@ -298,6 +299,68 @@ def _refine_with_hydrogens(heavy_xs, groups, data, aniso, timer, warnings):
             warnings.append(f"riding H dropped on atom(s) {', '.join(str(p + 1) for p in refused)}: "
                             f"smtbx refused the group ({str(exc).splitlines()[0][:80]})")
             groups = [g for g in groups if g.pivot not in refused]
+
+
+SWAP_MAX_R1 = 0.15  # only a model this good has H density worth judging
+SWAP_ELEMENTS = ("C", "N", "O")  # one electron apart: the pairs electron counts confuse
+SWAP_CANDIDATES = 4  # lowest-confidence atoms of each element that are tried
+SWAP_GAIN = 0.02  # relative wR2 drop a swap must bring to be kept
+SWAP_D_MIN = 1.0  # resolution of the data the swaps are judged with (A)
+SWAP_CYCLES = (2, 3)  # least-squares cycles before and after the H are placed
+
+
+def _swap_elements(heavy_xs, atoms: list[Atom], data: PreparedData, structure: Structure, aniso: bool,
+                   notes: list[str]):
+    """Pairwise C/N and N/O swaps among the least certain atoms, judged with their riding H.
+
+    The electron count of a site cannot tell a ring N from a C-H carbon: the H's density makes
+    up the missing electron. A model that carries the H each assignment implies can: for every
+    candidate swap, the H are placed for the swapped elements and the model is refined briefly;
+    the swap with the lowest wR2 is kept if it beats the current model by SWAP_GAIN, and the
+    search repeats. The cell contents' counts are unchanged by a swap.
+    """
+    # H scatter at low angles: the data to SWAP_D_MIN carry the signal at a fraction of the cost
+    low = replace(data, fo_sq=data.fo_sq.resolution_filter(d_min=SWAP_D_MIN))
+
+    def wr2(xs) -> float:
+        quick = xs.deep_copy_scatterers()
+        result = refine(quick, low.fo_sq, SWAP_CYCLES[0])
+        density = _density_function(quick, data, result.figures.scale)
+        groups = place_hydrogens(quick, structure.temperature, density)
+        return _refine_with_hydrogens(quick, groups, low, aniso, _Timer(), [], cycles=SWAP_CYCLES[1])[1].figures.wr2
+
+    def swapped(xs, i, j):
+        out = xs.deep_copy_scatterers()
+        a, b = out.scatterers()[i], out.scatterers()[j]
+        a.scattering_type, b.scattering_type = b.scattering_type, a.scattering_type
+        out.discard_scattering_type_registry()
+        return out
+
+    current = wr2(heavy_xs)
+    for _round in range(2):
+        by_element: dict[str, list[int]] = {}
+        for i in sorted(range(len(atoms)), key=lambda k: atoms[k].confidence if atoms[k].confidence is not None
+                        else 1.0):
+            if atoms[i].element in SWAP_ELEMENTS:
+                by_element.setdefault(atoms[i].element, []).append(i)
+        pairs = [(i, j) for e1 in by_element for e2 in by_element
+                 if ATOMIC_NUMBER[e2] - ATOMIC_NUMBER[e1] == 1  # C/N and N/O: C/O differ by two electrons
+                 for i in by_element[e1][:SWAP_CANDIDATES] for j in by_element[e2][:SWAP_CANDIDATES]]
+        if not pairs:
+            break
+        scored = [(wr2(swapped(heavy_xs, i, j)), i, j) for i, j in pairs]
+        best, i, j = min(scored)
+        if best > (1 - SWAP_GAIN) * current:
+            break
+        heavy_xs = swapped(heavy_xs, i, j)
+        for k in (i, j):
+            atoms[k].element = heavy_xs.scatterers()[k].scattering_type
+            if atoms[k].element_probabilities:
+                atoms[k].confidence = atoms[k].element_probabilities.get(atoms[k].element, 0.0)
+        notes.append(f"element swap of atoms {i + 1} and {j + 1} ({atoms[j].element}/{atoms[i].element} -> "
+                     f"{atoms[i].element}/{atoms[j].element}): wR2 with riding H {current:.4f} -> {best:.4f}")
+        current = best
+    return heavy_xs
 
 
 def _refused_pivots(heavy_xs, groups, data) -> list[int]:
@@ -418,6 +481,11 @@ def solve(structure: Structure, refl: ReflectionData, options: SolveOptions | No
         sc.label = f"X{k + 1}"  # unique labels, so that smtbx's messages name one atom
     heavy_xs = xs.deep_copy_scatterers()
     with_h = options.hydrogens != "none" and result.figures.r1 < UNSOLVED_R1
+    if with_h and formula_used and options.element_swaps and result.figures.r1 < SWAP_MAX_R1:
+        progress(0.8, "element swaps with riding H")
+        heavy_xs = timer.run("element_swaps", _swap_elements, heavy_xs, atoms, data, structure, aniso,
+                             phasing.notes)
+        result = refine(heavy_xs, data.fo_sq, 2)
     groups = _hydrogen_groups(heavy_xs, result, data, structure, timer, progress) if with_h else []
     progress(0.92, "final refinement")
     xs, result, groups, constraints = _refine_with_hydrogens(heavy_xs, groups, data, aniso, timer, warnings)

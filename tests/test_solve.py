@@ -203,3 +203,36 @@ def test_cli_starting_model_and_a_cell_that_does_not_fit(tmp_path):
                                for ln in keep) + "\n")
     r = run_cli("solve", ins, hkl, "-o", tmp_path / "out2", "-q", "--start-model", wrong)
     assert r.returncode == 2 and "wrong_cell.res" in r.stderr and "cell does not fit" in r.stderr, r.stderr
+
+
+def test_element_swap_with_riding_h_undoes_a_c_n_mix_up(cod_model):
+    """A ring N typed C and a C-H carbon typed N (what electron counts confuse) are set right by
+    judging the swap with the riding H each assignment implies."""
+    from aisolve.core.data_prep import prepare
+    from aisolve.core.model import Atom
+    from aisolve.core.pipeline import _swap_elements
+    from aisolve.core.refine import refine, set_refinement_flags
+    refl = simulate_intensities(cod_model, d_min=0.8, noise=0.02)
+    data = prepare(refl, cod_model.symmetry, cod_model.cell_contents)
+    heavy = copy.deepcopy(cod_model)
+    heavy.atoms = heavy.non_h_atoms()
+    truth = [a.element for a in heavy.atoms]
+    n = truth.index("N")
+    ch = next(i for i, a in enumerate(heavy.atoms) if a.label == "C(2)")  # a C-H carbon
+    assert any(h for h in cod_model.hydrogens() if h.label.startswith("H(2"))
+    xs = heavy.to_xray(include_hydrogens=False)
+    xs.scatterers()[n].scattering_type, xs.scatterers()[ch].scattering_type = "C", "N"
+    xs.discard_scattering_type_registry()
+    set_refinement_flags(xs, aniso=False)
+    refine(xs, data.fo_sq, 4)
+    atoms = [Atom(label=f"X{k}", element=sc.scattering_type, xyz=tuple(sc.site), confidence=0.9)
+             for k, sc in enumerate(xs.scatterers())]
+    atoms[n].confidence = atoms[ch].confidence = 0.5
+    notes: list[str] = []
+    fixed = _swap_elements(xs, atoms, data, cod_model, False, notes)
+    assert [sc.scattering_type for sc in fixed.scatterers()] == truth
+    assert [a.element for a in atoms] == truth and len(notes) == 1 and "element swap" in notes[0]
+    # a right model stays as it is
+    notes.clear()
+    again = _swap_elements(fixed, atoms, data, cod_model, False, notes)
+    assert [sc.scattering_type for sc in again.scatterers()] == truth and not notes
