@@ -178,9 +178,51 @@ def _best_candidate(phasing: PhasingResult, data: PreparedData, sym: crystal.sym
         if r1 < best_r1:
             best, best_map, best_r1, best_fom = xs, f_calc, r1, fom
     if best is None:
-        return None, None, "no candidate map had peaks"
-    return best, best_map, (f"{tried} candidate maps compared; chosen: skewness {best_fom:.2f}, "
-                            f"quick-refinement R1 {best_r1:.3f}")
+        return None, None, math.inf, "no candidate map had peaks"
+    return best, best_map, best_r1, (f"{tried} candidate maps compared; chosen: skewness {best_fom:.2f}, "
+                                     f"quick-refinement R1 {best_r1:.3f}")
+
+
+QUICK_R1_RETRY = 0.20  # a chosen candidate worse than this: charge flipping gets fresh starts
+PHASING_ROUNDS = 3
+
+
+def _phase_and_choose(data: PreparedData, sym: crystal.symmetry, contents: dict[str, float], n_expected: int,
+                      options: SolveOptions, timer: _Timer, progress: Progress):
+    """Phasing and the truth-free candidate choice; with the default charge flipping, rounds with
+    fresh random starts follow while the best candidate's quick-refinement R1 stays poor and time is
+    left. Charge flipping's trajectory hangs on tiny differences (the same data in float32 or
+    float64 can phase right or wrong), so a poor choice is more often bad luck than bad data."""
+    start = time.monotonic()
+    phaser = options.phaser or ChargeFlippingPhaser(seed=options.seed)
+    u0 = _starting_u(data)
+    phasing = timer.run("phasing", phaser.phase, data, sym, options.phasing_time,
+                        lambda f, m: progress(0.05 + 0.35 * f, m))
+    if not phasing.solved:
+        return phasing, None, None
+    progress(0.42, "peak search")
+    xs, chosen_map, quick_r1, choice = timer.run("candidate_choice", _best_candidate, phasing, data, sym, contents,
+                                                 n_expected, u0)
+    for round_ in range(2, PHASING_ROUNDS + 1):
+        left = options.phasing_time - (time.monotonic() - start)
+        if options.phaser is not None or quick_r1 <= QUICK_R1_RETRY or left < 5.0:
+            break
+        progress(0.42, f"charge flipping, round {round_} (best quick-refinement R1 {quick_r1:.3f})")
+        more = timer.run(f"phasing_{round_}", ChargeFlippingPhaser(seed=options.seed + 1000 * round_).phase,
+                         data, sym, left)
+        note = f"round {round_} of charge flipping: the best candidate so far had quick-refinement R1 {quick_r1:.3f}"
+        if more.solved:
+            xs2, map2, r1_2, choice2 = timer.run(f"candidate_choice_{round_}", _best_candidate, more, data, sym,
+                                                 contents, n_expected, u0)
+            if r1_2 < quick_r1:
+                more.notes = phasing.notes + [choice, note] + more.notes
+                more.trials = phasing.trials + more.trials
+                phasing, xs, chosen_map, quick_r1, choice = more, xs2, map2, r1_2, choice2
+                continue
+        phasing.notes.append(note + " (no better candidate)")
+    if xs is not None:
+        phasing.notes.append(choice)
+    return phasing, xs, chosen_map
 
 
 def _type_atoms(xs: xray.structure, data: PreparedData, contents: dict[str, float], typer: AtomTyper,
@@ -439,24 +481,16 @@ def solve(structure: Structure, refl: ReflectionData, options: SolveOptions | No
     if data.r_int is not None and data.r_int > 0.35:
         warnings.append(f"the data merge poorly in {sym.space_group_info()} (R_int {data.r_int:.2f}): "
                         "cell or symmetry may be wrong")
-    phaser = options.phaser or ChargeFlippingPhaser(seed=options.seed)
     typer = options.typer or BaselineTyper()
-    progress(0.05, f"phasing ({phaser.name})")
-    phasing = timer.run("phasing", phaser.phase, data, sym, options.phasing_time,
-                        lambda f, m: progress(0.05 + 0.35 * f, m))
+    progress(0.05, f"phasing ({(options.phaser or ChargeFlippingPhaser).name})")
+    phasing, xs, chosen_map = _phase_and_choose(data, sym, contents, n_expected, options, timer, progress)
     base = SolveResult(False, structure, None, data, None, phasing, timer.stages, warnings, formula_used)
     if not phasing.solved:
         warnings.append("phasing found no solution")
         return base
-
-    progress(0.42, "peak search")
-    u0 = _starting_u(data)
-    xs, chosen_map, choice = timer.run("candidate_choice", _best_candidate, phasing, data, sym, contents,
-                                       n_expected, u0)
     if xs is None:
         warnings.append("the maps have no peaks")
         return base
-    phasing.notes.append(choice)
 
     progress(0.5, "typing atoms")
     xs, atoms = timer.run("atom_typing", _type_atoms, xs, data, contents, typer, sym, chosen_map)

@@ -19,7 +19,7 @@ from aisolve.core.outputs import hydrogen_counts
 from aisolve.core.pipeline import SolveOptions, check_inputs, solve
 from aisolve.core.shelx_ins import read_ins
 from aisolve.core import symmetry
-from conftest import EXAMPLE
+from conftest import EXAMPLE, REAL
 from simulate import simulate_intensities
 
 DATA = Path(__file__).parent / "data"
@@ -236,3 +236,21 @@ def test_element_swap_with_riding_h_undoes_a_c_n_mix_up(cod_model):
     notes.clear()
     again = _swap_elements(fixed, atoms, data, cod_model, False, notes)
     assert [sc.scattering_type for sc in again.scatterers()] == truth and not notes
+
+
+def test_unlucky_charge_flipping_gets_fresh_starts(tmp_path):
+    """ZZULI2's reflections in a float32 MTZ once sent charge flipping down a wrong path (R1 0.25):
+    a poor best candidate now triggers more rounds with fresh random starts."""
+    if REAL is None or not (REAL / "olex2-gui__ZZULI2").is_dir():
+        pytest.skip("shared real data absent")
+    from aisolve.core.loaders import load_reflections, load_structure
+    from aisolve.core.mtz_io import write_mtz
+    from aisolve.core.solve_inputs import load_solve_inputs
+    entry = REAL / "olex2-gui__ZZULI2" / "olex2-gui__ZZULI2"
+    st, refl = load_structure(f"{entry}.ins"), load_reflections(f"{entry}.hkl")
+    write_mtz(tmp_path / "zz.mtz", st.cell, st.space_group, refl.indices,
+              [("I", "J", refl.data), ("SIGI", "Q", refl.sigmas)])
+    inputs = load_solve_inputs([str(tmp_path / "zz.mtz")], formula="C6 H10 N4 Cl2 Cu")
+    result = solve(inputs.template, inputs.reflections, SolveOptions(hydrogens="none"))
+    assert result.solved and result.figures.r1 < 0.05, result.phasing.notes
+    assert any(n.startswith("round 2 of charge flipping") for n in result.phasing.notes)
