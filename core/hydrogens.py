@@ -29,6 +29,7 @@ DISTANCES = {
 N_H = {13: 1, 23: 2, 43: 1, 93: 2, 137: 3, 147: 1, 163: 1}
 U_FACTOR = {137: 1.5, 147: 1.5}
 ACCEPTORS = ("O", "N", "F", "Cl", "Br", "S")
+HBOND_H_ACCEPTOR = 2.3  # A: an O-H azimuth with its H this close to an acceptor makes a hydrogen bond
 
 
 @dataclass
@@ -103,6 +104,13 @@ def hydrogen_sites(afix: int, pivot: np.ndarray, neighbours: list[np.ndarray], d
                    azimuth: float = 0.0, second_neighbour: np.ndarray | None = None) -> list[np.ndarray]:
     """Cartesian H positions for one AFIX group; `azimuth` (radians) turns rotating groups."""
     u = [_unit(n - pivot) for n in neighbours]
+    if afix == 13 and len(u) == 3:
+        # SHELXL: the three X-C-H angles equal, i.e. h.u_i the same for every bond
+        try:
+            h = _unit(np.linalg.solve(np.array(u), np.ones(3)))
+        except np.linalg.LinAlgError:  # planar neighbours: the normal is all there is
+            h = _unit(np.cross(u[0] - u[1], u[0] - u[2]))
+        return [pivot + d * (-h if np.dot(h, sum(u)) > 0 else h)]
     if afix in (13, 43):
         return [pivot + d * _unit(-sum(u))]
     if afix == 23:
@@ -200,11 +208,19 @@ def _acceptors(row: list[Contact], bonded: list[Contact], elements, uc) -> list[
 def _best_rotation(afix, pivot, nb_sites, d, second, uc, density, acceptors) -> list[np.ndarray]:
     steps = [math.radians(a) for a in range(0, 360 if afix == 147 else 120, 5)]
     if acceptors:
-        # the azimuth whose H is closest to an acceptor: the hydrogen bond
-        def score(az):
+        def h_to_acceptor(az):
             h = hydrogen_sites(afix, pivot, nb_sites, d, az, second)[0]
-            return -min(np.linalg.norm(h - a) for a in acceptors)
-    elif density is not None:
+            return min(np.linalg.norm(h - a) for a in acceptors)
+        bonded = [az for az in steps if h_to_acceptor(az) <= HBOND_H_ACCEPTOR]
+        if density is not None and bonded:
+            # several acceptors within reach: the difference density says which hydrogen bond it is
+            steps = bonded
+        else:
+            # the azimuth whose H is closest to an acceptor: the hydrogen bond
+            def score(az):
+                return -h_to_acceptor(az)
+            return hydrogen_sites(afix, pivot, nb_sites, d, max(steps, key=score), second)
+    if density is not None:
         def score(az):
             return sum(density(tuple(uc.fractionalize(tuple(h))))
                        for h in hydrogen_sites(afix, pivot, nb_sites, d, az, second))
@@ -212,3 +228,30 @@ def _best_rotation(afix, pivot, nb_sites, d, second, uc, density, acceptors) -> 
         return hydrogen_sites(afix, pivot, nb_sites, d, 0.0, second)
     best = max(steps, key=score)
     return hydrogen_sites(afix, pivot, nb_sites, d, best, second)
+
+
+# Most bonds (heavy atoms + H) an atom may have; an element not listed carries no riding H.
+MAX_VALENCE = {"C": 4, "N": 4, "O": 3, "S": 3, "B": 4, "Si": 4, "P": 4}
+
+
+def checked_counts(xs: xray.structure, counts: list[int]) -> tuple[list[int], list[str]]:
+    """Predicted H counts checked against valence: a count that the atom's heavy-atom bonds leave
+    no room for is replaced by the geometry rules' count, and each such conflict is reported."""
+    uc = xs.unit_cell()
+    elements = [sc.scattering_type for sc in xs.scatterers()]
+    bond_table = bonds(xs, elements)
+    sites = xs.sites_frac()
+    out, conflicts = [], []
+    for i, (el, n) in enumerate(zip(elements, counts)):
+        nbrs = [c for c in bond_table[i] if elements[c.j] not in ("H", "D")]
+        room = max(MAX_VALENCE.get(el, 0) - len(nbrs), 0)
+        if n <= room:
+            out.append(n)
+            continue
+        pivot = np.array(uc.orthogonalize(sites[i]))
+        geometric = N_H.get(afix_for(el, pivot, [(elements[c.j], np.array(uc.orthogonalize(c.site)))
+                                                 for c in nbrs]), 0)
+        conflicts.append(f"atom {i + 1} ({el}, {len(nbrs)} bonds): {n} H predicted exceed its valence; "
+                         f"the geometry rules' {geometric} used")
+        out.append(geometric)
+    return out, conflicts
