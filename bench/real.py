@@ -1,6 +1,7 @@
 """Real-data benchmark: solve every benchmark-quality entry of ../shared/data/real and score it.
 
-    python bench/real.py [--typer baseline|network|network-only] [--entries ID ...] [--no-formula] [--jobs 2] [--json F]
+    python bench/real.py [--typer baseline|network|network-only] [--hydrogens geometry|network]
+                         [--entries ID ...] [--no-formula] [--jobs 2] [--json F]
 
 Each entry runs in its own process (a crash or hang costs one entry, not the run). The published
 model is used only to score the result, never as input: the solver sees the cell, symmetry, cell
@@ -39,14 +40,14 @@ def model_path(entry_dir: Path) -> str:
     return f"{cif}#{block}" if block else str(cif)
 
 
-def run_entry(args: tuple[str, str, bool, str]) -> dict:
-    entry, real, use_formula, typer_name = args
+def run_entry(args: tuple[str, str, bool, str, str]) -> dict:
+    entry, real, use_formula, typer_name, hydrogens = args
     import aisolve.core  # noqa: F401  (cctbx first)
     from aisolve.core.evaluate import evaluate, published_r1
     from aisolve.core.loaders import data_hklf, load_reflections, load_structure
     from aisolve.core.outputs import hydrogen_counts
     from aisolve.core.pipeline import SolveOptions, solve
-    from aisolve.server.cli import make_typer
+    from aisolve.server.cli import make_h_counter, make_typer
 
     entry_dir = Path(real) / entry
     row = {"entry": entry}
@@ -58,7 +59,8 @@ def run_entry(args: tuple[str, str, bool, str]) -> dict:
         refl = load_reflections(entry_dir / f"{entry}.hkl", data_hklf(template))
         t = time.monotonic()
         result = solve(template, refl, SolveOptions(use_formula=use_formula, phasing_time=60.0,
-                                                    typer=make_typer(typer_name)))
+                                                    typer=make_typer(typer_name), hydrogens=hydrogens,
+                                                    h_counter=make_h_counter(hydrogens)))
         row["seconds"] = round(time.monotonic() - t, 1)
         row["solved"] = result.solved
         row["r1"] = round(result.figures.r1, 4) if result.figures else None
@@ -93,9 +95,12 @@ def _reference_r1(row: dict) -> tuple[float | None, str]:
     return None, ""
 
 
-def markdown(rows: list[dict], use_formula: bool, command: str, wall: float, typer: str = "baseline") -> str:
+def markdown(rows: list[dict], use_formula: bool, command: str, wall: float, typer: str = "baseline",
+             hydrogens: str = "geometry") -> str:
     title = "with cell contents" if use_formula else "without cell contents"
     who = "Classical baseline" if typer == "baseline" else f"Typer '{typer}'"
+    if hydrogens != "geometry":
+        who += f", H counts '{hydrogens}'"
     out = [f"### {who} on real data, {title}", "",
            f"Command: `{command}` (2 CPU cores, total wall time {wall:.0f} s). "
            "Reference R1: as published in the model file; '*' marks the data set's IAM R1 recheck "
@@ -122,12 +127,13 @@ def markdown(rows: list[dict], use_formula: bool, command: str, wall: float, typ
     correct = sum(r["n_element_correct"] for r in ok)
     h_ok = sum(r["n_h_correct"] for r in ok)
     h_n = sum(r["n_h_checked"] for r in ok)
+    h_all = sum(1 for r in ok if r["n_h_checked"] and r["n_h_correct"] == r["n_h_checked"])
     times = [r["seconds"] for r in ok]
     out += ["", f"**Total** ({n} entries): solved {sum(1 for r in ok if r['solved'])}/{n}; "
             f"all non-H atoms matched with the right element {all_right}/{n} ({100 * all_right / max(n, 1):.0f} %); "
             f"of those, final R1 within 0.02 of the published R1: {within}; "
             f"atoms matched {matched}/{ref}; element accuracy {correct}/{ref} ({100 * correct / max(ref, 1):.1f} %); "
-            f"H-count accuracy {h_ok}/{h_n} ({100 * h_ok / max(h_n, 1):.1f} %); "
+            f"H-count accuracy {h_ok}/{h_n} ({100 * h_ok / max(h_n, 1):.1f} %), every H count right in {h_all}; "
             f"median wall time {statistics.median(times) if times else float('nan'):.1f} s."]
     return "\n".join(out) + "\n"
 
@@ -138,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--entries", nargs="*")
     ap.add_argument("--no-formula", action="store_true")
     ap.add_argument("--typer", choices=("baseline", "network", "network-only"), default="baseline")
+    ap.add_argument("--hydrogens", choices=("geometry", "network"), default="geometry")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--timeout", type=float, default=900)
     ap.add_argument("--json", help="write the rows as JSON here")
@@ -145,12 +152,13 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     entries = args.entries or benchmark_entries(Path(args.real))
     command = f"python bench/real.py --typer {args.typer}" + (" --no-formula" if args.no_formula else "") + \
+        (f" --hydrogens {args.hydrogens}" if args.hydrogens != "geometry" else "") + \
         (f" --entries {' '.join(args.entries)}" if args.entries else "")
     t0 = time.monotonic()
     rows: list[dict] = []
     ctx = mp.get_context("spawn")
     with ctx.Pool(args.jobs, maxtasksperchild=1) as pool:
-        pending = {e: pool.apply_async(run_entry, ((e, args.real, not args.no_formula, args.typer),)) for e in entries}
+        pending = {e: pool.apply_async(run_entry, ((e, args.real, not args.no_formula, args.typer, args.hydrogens),)) for e in entries}
         for e, job in pending.items():
             try:
                 row = job.get(timeout=args.timeout)
@@ -161,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
                                          f"elements {row.get('n_element_correct')} {row.get('seconds')} s"
             print(f"{e}: {status}", flush=True)
     wall = time.monotonic() - t0
-    table = markdown(rows, not args.no_formula, command, wall, args.typer)
+    table = markdown(rows, not args.no_formula, command, wall, args.typer, args.hydrogens)
     print(table)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))

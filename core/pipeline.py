@@ -20,14 +20,14 @@ from aisolve.core.data_prep import PreparedData, prepare
 from aisolve.core.elements import ATOMIC_NUMBER
 from aisolve.core.errors import InputError
 from aisolve.core.geometry import bonds, structure_from_sites
-from aisolve.core.hydrogens import HydrogenGroup, place_hydrogens
+from aisolve.core.hydrogens import HydrogenGroup, checked_counts, place_hydrogens
 from aisolve.core.model import Atom, ReflectionData, Structure, u_star_to_u_cif
 from aisolve.core.peaks import difference_coefficients, fourier_peaks, model_phased, sigma_scaled_map
 from aisolve.core.phasing import ChargeFlippingPhaser
 from aisolve.core.reflection_stats import absence_classes, ABSENCE_I_SIGMA_LIMIT
 from aisolve.core.refine import Figures, RefinementResult, optimise_weights, refine, set_refinement_flags
-from aisolve.core.stages import (NOT_AN_ATOM, AtomTyper, Phaser, PhasingResult, Progress, TypingContext,
-                                 no_progress)
+from aisolve.core.stages import (NOT_AN_ATOM, AtomTyper, HydrogenCounter, Phaser, PhasingResult, Progress,
+                                 TypingContext, no_progress)
 from aisolve.core.typing_baseline import BaselineTyper, asu_weights, expected_per_asu
 
 UNSOLVED_R1 = 0.25  # above this after refinement the structure is reported as not solved
@@ -45,13 +45,14 @@ _RIDING_CLASS = {
 class SolveOptions:
     phaser: Phaser | None = None  # default: charge flipping
     typer: AtomTyper | None = None  # default: baseline (electron counts + contents + chemistry)
-    hydrogens: str = "geometry"  # 'geometry' or 'none'
+    hydrogens: str = "geometry"  # 'none': no H; else riding H (counts from h_counter or the geometry rules)
     use_formula: bool = True
     d_min: float | None = None
     phasing_time: float = 60.0
     difference_cycles: int = 3
     refine_cycles: int = 10  # least-squares cycles of the final (anisotropic) refinement
     element_swaps: bool = True  # C/N/O swap test with riding H (with cell contents)
+    h_counter: HydrogenCounter | None = None  # H counts per atom (a network); None: the geometry rules
     seed: int = 0
 
 
@@ -316,10 +317,19 @@ def _add_riding_hydrogens(xs: xray.structure, groups: list[HydrogenGroup]) -> li
     return _riding_constraints(groups, first_h)
 
 
-def _hydrogen_groups(heavy_xs, result, data, structure, timer, progress) -> list[HydrogenGroup]:
+def _hydrogen_groups(heavy_xs, result, data, structure, timer, progress, counter: HydrogenCounter | None = None,
+                     contents: dict[str, float] | None = None, warnings: list[str] | None = None
+                     ) -> list[HydrogenGroup]:
+    """Riding H groups: counts from `counter` (checked against valence) or the geometry rules."""
     progress(0.85, "riding hydrogens")
     density = _density_function(heavy_xs, data, result.figures.scale)
-    return timer.run("hydrogens", place_hydrogens, heavy_xs, structure.temperature, density)
+    counts = None
+    if counter is not None:
+        predicted = timer.run("hydrogen_counts", counter.counts, heavy_xs, contents)
+        counts, conflicts = checked_counts(heavy_xs, predicted)
+        if warnings is not None:
+            warnings.extend(f"hydrogens: {c}" for c in conflicts)
+    return timer.run("hydrogens", place_hydrogens, heavy_xs, structure.temperature, density, counts)
 
 
 def _refine_with_hydrogens(heavy_xs, groups, data, aniso, timer, warnings, cycles: int = 10):
@@ -520,7 +530,8 @@ def solve(structure: Structure, refl: ReflectionData, options: SolveOptions | No
         heavy_xs = timer.run("element_swaps", _swap_elements, heavy_xs, atoms, data, structure, aniso,
                              phasing.notes)
         result = refine(heavy_xs, data.fo_sq, 2)
-    groups = _hydrogen_groups(heavy_xs, result, data, structure, timer, progress) if with_h else []
+    groups = _hydrogen_groups(heavy_xs, result, data, structure, timer, progress, options.h_counter, contents,
+                              warnings) if with_h else []
     progress(0.92, "final refinement")
     xs, result, groups, constraints = _refine_with_hydrogens(heavy_xs, groups, data, aniso, timer, warnings)
     weight = optimise_weights(data.fo_sq, result.fc_sq, result.figures.n_parameters, result.figures.scale)
@@ -632,8 +643,10 @@ def _site_weight(xs: xray.structure) -> float:
     return sum(asu_weights(xs.crystal_symmetry(), [sc.site for sc in xs.scatterers()]))
 
 
-def add_hydrogens(structure: Structure, refl: ReflectionData) -> tuple[Structure, Figures, list[str]]:
-    """Riding hydrogens on the model's non-H atoms (existing H removed), refined with the data."""
+def add_hydrogens(structure: Structure, refl: ReflectionData, counter: HydrogenCounter | None = None
+                  ) -> tuple[Structure, Figures, list[str]]:
+    """Riding hydrogens on the model's non-H atoms (existing H removed), refined with the data;
+    counts from `counter` (checked against valence) or the geometry rules."""
     heavy = list(structure.non_h_atoms())
     if not heavy:
         raise InputError(structure.source or "model", "no non-H atoms to put hydrogens on")
@@ -646,7 +659,8 @@ def add_hydrogens(structure: Structure, refl: ReflectionData) -> tuple[Structure
     aniso = any(sc.flags.use_u_aniso() for sc in xs.scatterers())
     set_refinement_flags(xs, aniso=aniso)
     result = refine(xs, data.fo_sq, 4)
-    groups = _hydrogen_groups(xs, result, data, structure, timer, no_progress)
+    groups = _hydrogen_groups(xs, result, data, structure, timer, no_progress, counter, structure.cell_contents,
+                              warnings)
     xs, result, groups, _ = _refine_with_hydrogens(xs.deep_copy_scatterers(), groups, data, aniso, timer, warnings)
     model = to_structure(structure, xs, heavy, groups)
     for atom, original in zip(model.non_h_atoms(), heavy):  # the user's labels, so that pivots can be named

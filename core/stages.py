@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
-from cctbx import crystal, miller
+from cctbx import crystal, miller, xray
 
 from aisolve.core.data_prep import PreparedData
 from aisolve.core.model import Atom
@@ -76,3 +76,11 @@ class TypingContext:
     # phased amplitudes of the map the atoms stand in: the chosen charge-flipping solution at
     # first, then the observed amplitudes with the model's phases
     map_coefficients: miller.array | None = None
+
+
+class HydrogenCounter(Protocol):
+    """How many riding H each non-H atom of a refined model carries (a network, say); the pipeline
+    places them with the geometry rules' AFIX codes for those counts."""
+    name: str
+
+    def counts(self, xs: xray.structure, contents: dict[str, float] | None) -> list[int]: ...

@@ -32,6 +32,7 @@ class NetConfig:
     rbf: int = 32
     heads: int = 8
     cutoff: float = 3.2  # A; equals the context radius, so an asymmetric-unit node sees all its neighbours
+    n_classes: int = N_CLASSES  # outputs per node (the hydrogen network uses the same body with 5)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -109,11 +110,11 @@ class ElementNet(nn.Module):
         self.et.neighbor_embedding.__class__ = neighbour
         self.height_proj = nn.Linear(2, cfg.hidden)
         self.composition_proj = nn.Linear(COMPOSITION_SIZE, cfg.hidden)
-        self.head = nn.Sequential(nn.Linear(cfg.hidden, cfg.hidden), nn.SiLU(), nn.Linear(cfg.hidden, N_CLASSES))
+        self.head = nn.Sequential(nn.Linear(cfg.hidden, cfg.hidden), nn.SiLU(), nn.Linear(cfg.hidden, cfg.n_classes))
 
     def forward(self, pos: Tensor, token: Tensor, height: Tensor, composition: Tensor, batch: Tensor,
                 edge_index: Tensor | None = None) -> Tensor:
-        """Logits (n, N_CLASSES). `composition` is (n_graphs, COMPOSITION_SIZE); `edge_index` may be
+        """Logits (n, cfg.n_classes). `composition` is (n_graphs, COMPOSITION_SIZE); `edge_index` may be
         given precomputed (training), else the radius graph is built here (inference, export)."""
         et = self.et
         if edge_index is None:

@@ -20,6 +20,7 @@ from aisolve.core.stages import NOT_AN_ATOM, TypingContext
 from aisolve.core.typing_baseline import asu_weights, constrained_assignment, expected_fraction_per_asu
 from aisolve.models.element_decode import allowed_mask, log_softmax, second_pass_tokens
 from aisolve.models.graph_inputs import build_input
+from aisolve.models.inference import NetworkRunner
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 # The pipeline removes a peak only when the network is this sure it is no atom: on the validation
@@ -37,82 +38,15 @@ def weights_present(weights_dir: Path = WEIGHTS_DIR) -> bool:
     return (weights_dir / ONNX_FILE).exists() or (weights_dir / TORCH_FILE).exists()
 
 
-class _OnnxBackend:
-    name = "onnxruntime"
-
-    def __init__(self, path: Path, device: str):
-        import onnxruntime as ort
-        providers = ["CPUExecutionProvider"]
-        if device != "cpu" and "CUDAExecutionProvider" in ort.get_available_providers():
-            providers.insert(0, "CUDAExecutionProvider")
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 4  # fatal only: a handled fallback (see logits) must not print errors
-        self.session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
-        self.providers = self.session.get_providers()
-
-    def __call__(self, pos, token, height, composition, batch) -> np.ndarray:
-        return self.session.run(None, {"pos": pos, "token": token, "height": height,
-                                       "composition": composition, "batch": batch})[0]
-
-
-class _TorchBackend:
-    name = "torch"
-
-    def __init__(self, path: Path, device: str):
-        import torch
-
-        from aisolve.models.element_net import ElementNet, NetConfig
-        saved = torch.load(path, map_location="cpu", weights_only=False)
-        self.device = "cuda" if device != "cpu" and torch.cuda.is_available() else "cpu"
-        self.model = ElementNet(NetConfig(**saved["net"])).to(self.device)
-        self.model.load_state_dict(saved["model"])
-        self.model.eval()
-        self.providers = [self.device]
-
-    def __call__(self, pos, token, height, composition, batch) -> np.ndarray:
-        import torch
-        t = lambda a: torch.as_tensor(a, device=self.device)  # noqa: E731
-        with torch.no_grad():
-            return self.model(t(pos), t(token), t(height), t(composition), t(batch)).cpu().numpy()
-
-
 @dataclass
 class Prediction:
     classes: list[int]  # per peak: 0 (not an atom) or Z
     log_probs: np.ndarray  # (n, N_CLASSES), second pass, restricted to the allowed classes
 
 
-class ElementPredictor:
+class ElementPredictor(NetworkRunner):
     def __init__(self, weights_dir: Path = WEIGHTS_DIR, backend: str = "auto", device: str = "auto"):
-        self.weights_dir = weights_dir
-        self._fallback = None
-        onnx_path, torch_path = weights_dir / ONNX_FILE, weights_dir / TORCH_FILE
-        if backend in ("auto", "onnx") and onnx_path.exists():
-            try:
-                self.backend = _OnnxBackend(onnx_path, device)
-            except ImportError:
-                if backend == "onnx":
-                    raise
-                self.backend = _TorchBackend(torch_path, device)
-        elif backend in ("auto", "torch") and torch_path.exists():
-            self.backend = _TorchBackend(torch_path, device)
-        else:
-            raise FileNotFoundError(f"no element-network weights in {weights_dir}")
-
-    def logits(self, gi, tokens: np.ndarray, composition: np.ndarray) -> np.ndarray:
-        n = len(gi.pos)
-        args = (gi.pos.astype(np.float32), tokens[gi.source].astype(np.int64), gi.height.astype(np.float32),
-                composition.astype(np.float32)[None, :], np.zeros(n, dtype=np.int64))
-        try:
-            return self.backend(*args)[: gi.n_asu]
-        except Exception:  # noqa: BLE001 - onnxruntime's own error types
-            # The exported graph cannot take a peak graph without any edge (all peaks > 3.2 A
-            # apart): torch can. Anything else is re-raised by the torch run itself.
-            if self.backend.name != "onnxruntime" or not (self.weights_dir / TORCH_FILE).exists():
-                raise
-            if self._fallback is None:
-                self._fallback = _TorchBackend(self.weights_dir / TORCH_FILE, "cpu")
-            return self._fallback(*args)[: gi.n_asu]
+        super().__init__(weights_dir, ONNX_FILE, TORCH_FILE, backend, device)
 
     def predict(self, xyz_frac: np.ndarray, heights: np.ndarray, cell, hall: str,
                 contents: dict[str, float] | None, weights: list[float] | None = None,

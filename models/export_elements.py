@@ -1,9 +1,11 @@
-"""Export a trained element network to ONNX (dynamic node count) and write its weights and model card.
+"""Export a trained network (element or hydrogen) to ONNX (dynamic node count) with weights and model card.
 
     python -m aisolve.models.export_elements runs/elements/best.pt --out models/weights
+    python -m aisolve.models.export_elements runs/hydrogens/best.pt --out models/weights --kind hydrogens
 
-Writes element_net.onnx (ONNX Runtime inference), element_net.pt (state dict + config, for the
-torch fallback and fine-tuning) and checks that both give the same logits on a random graph.
+Writes NAME.onnx (ONNX Runtime inference), NAME.pt (state dict + config, for the torch fallback
+and fine-tuning) and NAME.card.json (NAME: element_net or hydrogen_net), and checks that ONNX and
+torch give the same logits on a random graph.
 """
 from __future__ import annotations
 
@@ -67,40 +69,58 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("checkpoint")
     p.add_argument("--out", required=True)
+    p.add_argument("--kind", choices=sorted(KINDS), default="elements")
     p.add_argument("--note", default="", help="what the card should say about this run beyond the log")
     a = p.parse_args(argv)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
+    name = KINDS[a.kind]["name"]
     model, saved = load_checkpoint(Path(a.checkpoint))
-    torch.save({"model": model.state_dict(), "net": saved["net"]}, out / "element_net.pt")
-    export_onnx(model, out / "element_net.onnx")
-    diff = max_difference(model, out / "element_net.onnx")
-    card = model_card(saved, diff)
+    torch.save({"model": model.state_dict(), "net": saved["net"]}, out / f"{name}.pt")
+    export_onnx(model, out / f"{name}.onnx")
+    diff = max_difference(model, out / f"{name}.onnx")
+    card = model_card(saved, diff, a.kind)
     if a.note:
         card["note"] = a.note
-    (out / "element_net.card.json").write_text(json.dumps(card, indent=1))
-    print(json.dumps({"onnx": str(out / "element_net.onnx"), "max_abs_logit_difference": diff,
+    (out / f"{name}.card.json").write_text(json.dumps(card, indent=1))
+    print(json.dumps({"onnx": str(out / f"{name}.onnx"), "max_abs_logit_difference": diff,
                       "best_step": card["training"]["best_step"], "best_val": card["validation_at_best"]}))
     return 0
 
 
-def model_card(saved: dict, onnx_difference: float) -> dict:
+KINDS = {
+    "elements": {"name": "element_net", "trainer": "train_elements",
+                 "model": "element network: torchmd-net Equivariant Transformer over density peaks + per-peak "
+                          "classifier",
+                 "classes": "0 = not an atom, k = element with Z = k (k <= 94)",
+                 "choice": "best validation atom accuracy (two-pass decoding, with contents)"},
+    "hydrogens": {"name": "hydrogen_net", "trainer": "train_hydrogens",
+                  "model": "hydrogen network: torchmd-net Equivariant Transformer over refined non-H atoms + "
+                           "per-atom H-count classifier",
+                  "classes": "k = k riding H (0-4)",
+                  "choice": "best validation atom accuracy (argmax, with contents)"},
+}
+
+
+def model_card(saved: dict, onnx_difference: float, kind: str = "elements") -> dict:
     """What the weights are, how they were made, and how they scored on the validation split."""
     state, cfg = saved["state"], saved["train_config"]
+    k = KINDS[kind]
     best = next((h for h in state["history"] if h["step"] == state.get("best_step")), None)
+    data = " ".join(cfg["data"]) if isinstance(cfg["data"], list) else cfg["data"]
     return {
-        "model": "element network: torchmd-net Equivariant Transformer over density peaks + per-peak classifier",
-        "classes": "0 = not an atom, k = element with Z = k (k <= 94)",
+        "model": k["model"],
+        "classes": k["classes"],
         "architecture": saved["net"],
         "training": {"data": cfg["data"], "preset": cfg["preset"], "seed": cfg["seed"],
                      "best_step": state.get("best_step"), "steps_run": state["step"],
                      "seconds": round(state["seconds"]), "minutes_budget": cfg["minutes"],
-                     "checkpoint_choice": "best validation atom accuracy (two-pass decoding, with contents)",
-                     "command": f"python -m aisolve.models.train_elements --data {' '.join(cfg['data'])} "
+                     "checkpoint_choice": k["choice"],
+                     "command": f"python -m aisolve.models.{k['trainer']} --data {data} "
                                 f"--out {cfg['out']} --preset {cfg['preset']} --minutes {cfg['minutes']:g} "
                                 f"--seed {cfg['seed']}"},
         "validation_at_best": best,
-        "onnx": {"file": "element_net.onnx", "opset": 18, "max_abs_logit_difference_vs_torch": onnx_difference},
+        "onnx": {"file": f"{k['name']}.onnx", "opset": 18, "max_abs_logit_difference_vs_torch": onnx_difference},
         "split": "by compound (formula for real CIFs, Murcko scaffold for SMILES), split seed 0; "
                  "real experimental data sets were never used for training or checkpoint choice",
     }

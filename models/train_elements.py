@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import random
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -138,83 +136,34 @@ def _split_predictions(logits, asu_index, chunk, masks) -> list[np.ndarray]:
 
 def train(cfg: TrainConfig, log=print) -> dict:
     import torch
+
+    from aisolve.models.training import fit
     preset = PRESETS[cfg.preset]
     net_cfg: NetConfig = preset["net"]
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(cfg.seed)
-    rng = random.Random(cfg.seed)
-    nprng = np.random.default_rng(cfg.seed)
     t0 = time.monotonic()
     train_set = load_examples(cfg.data, "train", net_cfg.cutoff)
     val_set = load_examples(cfg.data, "val", net_cfg.cutoff)
     log(f"loaded {len(train_set)} train and {len(val_set)} val graphs in {time.monotonic() - t0:.0f} s")
+    torch.manual_seed(cfg.seed)
     model = ElementNet(net_cfg).to(cfg.device)
-    opt = torch.optim.AdamW(model.parameters(), lr=preset["lr"], weight_decay=1e-4)
-    state = {"step": 0, "best": -1.0, "history": [], "seconds": 0.0}
-    ckpt = out / "checkpoint.pt"
-    if ckpt.exists():
-        saved = torch.load(ckpt, map_location=cfg.device, weights_only=False)
-        model.load_state_dict(saved["model"])
-        opt.load_state_dict(saved["optimizer"])
-        state = saved["state"]
-        rng.setstate(saved["rng"])
-        nprng = np.random.default_rng(saved["nprng_seed"])
-        log(f"resumed at step {state['step']}")
 
-    def save(path: Path) -> None:
-        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "state": state,
-                    "rng": rng.getstate(), "nprng_seed": int(nprng.integers(1 << 62)),
-                    "net": net_cfg.as_dict(), "train_config": asdict(cfg)}, path)
+    def make_step(rng, nprng):
+        batches = _batches(train_set, preset["batch_nodes"], rng)
 
-    budget = cfg.minutes * 60
+        def step():
+            chunk = next(batches)
+            pass_two = rng.random() < cfg.p_pass_two
+            tokens = [tokens_for_pass_two(ex.label, nprng, _contents_z(ex), cfg.token_noise) if pass_two
+                      else np.full(ex.n_asu, UNKNOWN_TOKEN) for ex in chunk]
+            known = [rng.random() < cfg.p_contents for _ in chunk]
+            pos, tok, h, comp, b, edges, asu, labels = collate(chunk, tokens, known, cfg.device)
+            logits = model(pos, tok, h, comp, b, edge_index=edges)[asu]
+            return torch.nn.functional.cross_entropy(logits, labels)
+        return step
 
-    def lr_factor() -> float:
-        # warm-up, then a cosine decay over the run's budget (steps or minutes, whichever ends first)
-        done = min(1.0, max(state["step"] / cfg.max_steps, state["seconds"] / budget))
-        return min(1.0, (state["step"] + 1) / 200) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * done)))
-
-    # --minutes is the budget of the whole run: a resumed run gets what is left of it
-    deadline = time.monotonic() + budget - state["seconds"]
-    last_save = time.monotonic()
-    start_seconds = state["seconds"]
-    session_start = time.monotonic()
-    batches = _batches(train_set, preset["batch_nodes"], rng)
-    loss_avg = None
-    model.train()
-    while state["step"] < cfg.max_steps and time.monotonic() < deadline:
-        chunk = next(batches)
-        pass_two = rng.random() < cfg.p_pass_two
-        tokens = [tokens_for_pass_two(ex.label, nprng, _contents_z(ex), cfg.token_noise) if pass_two
-                  else np.full(ex.n_asu, UNKNOWN_TOKEN) for ex in chunk]
-        known = [rng.random() < cfg.p_contents for _ in chunk]
-        pos, tok, h, comp, b, edges, asu, labels = collate(chunk, tokens, known, cfg.device)
-        for group in opt.param_groups:
-            group["lr"] = preset["lr"] * lr_factor()
-        logits = model(pos, tok, h, comp, b, edge_index=edges)[asu]
-        loss = torch.nn.functional.cross_entropy(logits, labels)
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-        opt.step()
-        state["step"] += 1
-        loss_avg = loss.item() if loss_avg is None else 0.98 * loss_avg + 0.02 * loss.item()
-        state["seconds"] = start_seconds + time.monotonic() - session_start
-        if state["step"] % cfg.eval_every == 0:
-            metrics = evaluate(model, val_set, cfg.device)
-            record = {"step": state["step"], "loss": round(loss_avg, 4), "seconds": round(state["seconds"]),
-                      **{k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}}
-            state["history"].append(record)
-            log(json.dumps(record))
-            if metrics["atom_accuracy"] > state["best"]:
-                state["best"] = metrics["atom_accuracy"]
-                state["best_step"] = state["step"]
-                save(out / "best.pt")
-        if time.monotonic() - last_save > cfg.checkpoint_seconds:
-            save(ckpt)
-            last_save = time.monotonic()
-    save(ckpt)
-    return state
+    return fit(model, cfg.out, preset["lr"], cfg.minutes, cfg.max_steps, cfg.eval_every, cfg.seed, make_step,
+               lambda: evaluate(model, val_set, cfg.device), "atom_accuracy",
+               {"net": net_cfg.as_dict(), "train_config": asdict(cfg)}, cfg.checkpoint_seconds, cfg.device, log)
 
 
 def main(argv=None) -> int:

@@ -71,6 +71,18 @@ def make_typer(choice: str):
     return BaselineTyper()
 
 
+def make_h_counter(choice: str):
+    """H counts per atom: 'network' (the hydrogen network), 'geometry' / 'none' (None: the pipeline's
+    geometry rules, or no H), or 'auto': the network when its weights are installed and it is the
+    measured better choice (hydrogen_typer.NETWORK_IS_DEFAULT), else the geometry rules."""
+    if choice in ("geometry", "none"):
+        return None
+    from aisolve.models.hydrogen_typer import NETWORK_IS_DEFAULT, NetworkHydrogens, weights_present
+    if choice == "network" or (weights_present() and NETWORK_IS_DEFAULT):
+        return NetworkHydrogens()
+    return None
+
+
 def cmd_solve(args: argparse.Namespace) -> int:
     if args.server:
         return _solve_on_server(args)
@@ -88,16 +100,18 @@ def cmd_solve(args: argparse.Namespace) -> int:
     if args.start_model:
         from aisolve.core.start_model import StartingModelPhaser, read_start_model
         phaser = StartingModelPhaser(read_start_model(args.start_model, inputs.template.cell))
+    h_counter = make_h_counter(args.hydrogens)
     options = SolveOptions(hydrogens=args.hydrogens, use_formula=not args.no_formula, d_min=args.d_min,
                            phasing_time=args.phasing_time, seed=args.seed, typer=typer, phaser=phaser,
-                           refine_cycles=args.refine_cycles)
+                           refine_cycles=args.refine_cycles, h_counter=h_counter)
     progress = ProgressBar(enabled=not args.quiet)
     result = solve(inputs.template, inputs.reflections, options, progress)
     outdir = Path(args.output or (inputs.files[0].parent / f"{inputs.stem}_aisolve"))
     written = write_outputs(
         result, outdir, inputs.stem,
         inputs={"files": [str(p) for p in inputs.files], "start_model": args.start_model},
-        options={"hydrogens": options.hydrogens, "use_formula": options.use_formula, "d_min": options.d_min,
+        options={"hydrogens": options.hydrogens, "h_counts": h_counter.name if h_counter else "geometry",
+                 "use_formula": options.use_formula, "d_min": options.d_min,
                  "phasing_time": options.phasing_time, "seed": options.seed,
                  "phaser": phaser.name if phaser else "charge_flipping", "typer": typer.name,
                  "refine_cycles": options.refine_cycles},
@@ -143,11 +157,15 @@ def cmd_data_stats(args: argparse.Namespace) -> int:
     from aisolve.core.errors import InputError
     from aisolve.models.data.shards import read_shard, statistics, statistics_markdown
 
-    folder = Path(args.folder)
-    shards = sorted(folder.glob("shard_*.npz"))
-    if not shards:
-        raise InputError(folder, "no shard_*.npz files here")
-    graphs = [g for s in shards for g in read_shard(s)]
+    graphs = []
+    for folder in map(Path, args.folders):
+        shards = sorted(folder.glob("shard_*.npz"))
+        if not shards:
+            raise InputError(folder, "no shard_*.npz files here")
+        graphs += [g for s in shards for g in read_shard(s)]
+    from aisolve.models.data.generate import split_of
+    for g in graphs:  # as the training loader splits them: one split seed for pooled sets
+        g.meta["split"] = split_of(g.meta["compound"], 0)
     print(statistics_markdown(statistics(graphs, Counter())))
     return EXIT_OK
 
@@ -274,7 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--wavelength", type=float)
     sv.add_argument("--no-formula", action="store_true", help="ignore the cell contents (type from density alone)")
     sv.add_argument("--d-min", type=float, help="resolution cut-off in A")
-    sv.add_argument("--hydrogens", choices=("geometry", "none"), default="geometry")
+    sv.add_argument("--hydrogens", choices=("auto", "geometry", "network", "none"), default="auto",
+                    help="riding H counts: the hydrogen network, the geometry rules, or none (auto: the "
+                         "network once it beats the rules on the real-data benchmark)")
     sv.add_argument("--typer", choices=("auto", "network", "network-only", "baseline"), default="auto",
                     help="element assignment: the element network combined with the refined electron counts, "
                          "the network alone, or the baseline (electron counts, cell contents, chemistry); "
@@ -331,8 +351,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--shard-size", type=int, default=500)
     gen.add_argument("-q", "--quiet", action="store_true")
     gen.set_defaults(func=cmd_data_generate)
-    st = dsub.add_parser("stats", help="statistics of a generated data set")
-    st.add_argument("folder")
+    st = dsub.add_parser("stats", help="statistics of a generated data set (several folders: pooled)")
+    st.add_argument("folders", nargs="+")
     st.set_defaults(func=cmd_data_stats)
     return p
 

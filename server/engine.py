@@ -79,16 +79,18 @@ class Engine:
         from aisolve.core.outputs import write_outputs
         from aisolve.core.pipeline import SolveOptions, solve
         from aisolve.core.start_model import StartingModelPhaser, read_start_model
+        from aisolve.server.cli import make_h_counter
         start = _take_attachment(params.get("start_model"), paths)
         inputs = self._inputs(params, paths)
         phaser = StartingModelPhaser(read_start_model(start, inputs.template.cell)) if start else None
         cycles = params.get("refine_cycles", 10)
         if not isinstance(cycles, int) or not 1 <= cycles <= 200:
             raise JobError("bad_input", f"refine_cycles must be an integer from 1 to 200, not {cycles!r}")
-        options = SolveOptions(hydrogens=params.get("hydrogens", "geometry"),
+        options = SolveOptions(hydrogens=params.get("hydrogens", "auto"),
                                use_formula=not params.get("no_formula", False), d_min=params.get("d_min"),
                                phasing_time=float(params.get("phasing_time", 60)), seed=int(params.get("seed", 0)),
-                               typer=self._typer(params.get("typer")), phaser=phaser, refine_cycles=cycles)
+                               typer=self._typer(params.get("typer")), phaser=phaser, refine_cycles=cycles,
+                               h_counter=make_h_counter(params.get("hydrogens", "auto")))
         result = solve(inputs.template, inputs.reflections, options, progress)
         written = write_outputs(result, folder / "out", inputs.stem,
                                 inputs={"files": sorted(Path(p).name for p in paths)},
@@ -154,7 +156,9 @@ class Engine:
         from aisolve.core.shelx_write import write_ins_text
         inputs = self._inputs(params, paths, keep_model=True)
         progress(0.1, "placing riding hydrogens")
-        model, figures, warnings = add_hydrogens(inputs.template, inputs.reflections)
+        from aisolve.server.cli import make_h_counter
+        model, figures, warnings = add_hydrogens(inputs.template, inputs.reflections,
+                                                 make_h_counter(params.get("hydrogens", "auto")))
         progress(1.0, "done")
         return ({"r1": figures.r1, "n_hydrogens": len(model.hydrogens()), "warnings": warnings},
                 {f"{inputs.stem}_h.res": write_ins_text(model).encode()})

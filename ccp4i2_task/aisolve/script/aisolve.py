@@ -77,7 +77,7 @@ class aisolve(CPluginScript):  # noqa: N801 - CCP4i2 names the class after the t
         work = Path(self.workDirectory)
         mtz = Path(str(self.container.inputData.F_SIGF.fullPath))
         p = self.container.controlParameters
-        params = {"hydrogens": "geometry" if _value(p.ADD_HYDROGENS, True) else "none",
+        params = {"hydrogens": "auto" if _value(p.ADD_HYDROGENS, True) else "none",
                   "phasing_time": float(_value(p.PHASING_TIME, 60.0)),
                   "refine_cycles": int(_value(p.REFINE_CYCLES, 10))}
         start = _set_path(self.container.inputData.XYZIN)
