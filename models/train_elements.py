@@ -11,8 +11,6 @@ holds the weights with the best validation accuracy (two-pass decoding, with con
 """
 from __future__ import annotations
 
-import argparse
-import json
 import random
 import time
 from dataclasses import asdict, dataclass, field
@@ -161,25 +159,16 @@ def train(cfg: TrainConfig, log=print) -> dict:
             return torch.nn.functional.cross_entropy(logits, labels)
         return step
 
-    return fit(model, cfg.out, preset["lr"], cfg.minutes, cfg.max_steps, cfg.eval_every, cfg.seed, make_step,
-               lambda: evaluate(model, val_set, cfg.device), "atom_accuracy",
-               {"net": net_cfg.as_dict(), "train_config": asdict(cfg)}, cfg.checkpoint_seconds, cfg.device, log)
+    return fit(model, cfg, preset["lr"], make_step, lambda: evaluate(model, val_set, cfg.device),
+               {"net": net_cfg.as_dict(), "train_config": asdict(cfg)}, log=log)
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    from aisolve.models.training import common_options, print_outcome, training_parser
+    p = training_parser(__doc__.splitlines()[0], PRESETS, 60.0)
     p.add_argument("--data", nargs="+", required=True, help="generated data sets (directories with manifest.json)")
-    p.add_argument("--out", required=True)
-    p.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
-    p.add_argument("--minutes", type=float, default=60.0)
-    p.add_argument("--max-steps", type=int, default=100_000)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--eval-every", type=int, default=200)
-    p.add_argument("--device", default="cpu")
     a = p.parse_args(argv)
-    state = train(TrainConfig(data=a.data, out=a.out, preset=a.preset, minutes=a.minutes, max_steps=a.max_steps,
-                              seed=a.seed, eval_every=a.eval_every, device=a.device))
-    print(json.dumps({"step": state["step"], "best": state["best"], "best_step": state.get("best_step")}))
+    print_outcome(train(TrainConfig(data=a.data, **common_options(a))))
     return 0
 
 

@@ -18,11 +18,12 @@ from typing import Callable
 import numpy as np
 
 
-def fit(model, out: str | Path, lr: float, minutes: float, max_steps: int, eval_every: int, seed: int,
-        make_step: Callable, validate: Callable[[], dict], score_key: str, saved_config: dict,
-        checkpoint_seconds: float = 300.0, device: str = "cpu", log=print) -> dict:
+def fit(model, cfg, lr: float, make_step: Callable, validate: Callable[[], dict], saved_config: dict,
+        score_key: str = "atom_accuracy", log=print) -> dict:
+    """Train `model`; `cfg` holds out, minutes, max_steps, eval_every, seed, checkpoint_seconds, device."""
     import torch
-    out = Path(out)
+    out, minutes, max_steps, eval_every, seed = Path(cfg.out), cfg.minutes, cfg.max_steps, cfg.eval_every, cfg.seed
+    checkpoint_seconds, device = cfg.checkpoint_seconds, cfg.device
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     rng = random.Random(seed)
@@ -85,3 +86,26 @@ def fit(model, out: str | Path, lr: float, minutes: float, max_steps: int, eval_
             last_save = time.monotonic()
     save(ckpt)
     return state
+
+
+def training_parser(description: str, presets, minutes: float):
+    """The command-line options every trainer has (the data option is the trainer's own)."""
+    import argparse
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--out", required=True)
+    p.add_argument("--preset", choices=sorted(presets), default="cpu")
+    p.add_argument("--minutes", type=float, default=minutes)
+    p.add_argument("--max-steps", type=int, default=100_000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--eval-every", type=int, default=200)
+    p.add_argument("--device", default="cpu")
+    return p
+
+
+def common_options(a) -> dict:
+    return dict(out=a.out, preset=a.preset, minutes=a.minutes, max_steps=a.max_steps, seed=a.seed,
+                eval_every=a.eval_every, device=a.device)
+
+
+def print_outcome(state: dict) -> None:
+    print(json.dumps({"step": state["step"], "best": state["best"], "best_step": state.get("best_step")}))

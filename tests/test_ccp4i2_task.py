@@ -40,12 +40,14 @@ def _mtz(tmp_path: Path, columns: str = "I") -> Path:
     return path
 
 
-def _run(tmp_path: Path, mtz: Path, **params):
+def _run(tmp_path: Path, mtz: Path, xyzin: Path | None = None, **params):
     cls = _task_class()
     job = tmp_path / "job"
     job.mkdir()
     task = cls(workDirectory=str(job), name="job")
     task.container.inputData.F_SIGF.setFullPath(str(mtz))
+    if xyzin is not None:
+        task.container.inputData.XYZIN.setFullPath(str(xyzin))
     task.container.controlParameters.FORMULA.set("C6 H10 N4 Cl2 Cu")
     task.container.controlParameters.AISOLVE.set(str(Path(sys.executable).parent / "aisolve"))
     for key, value in params.items():
@@ -112,17 +114,8 @@ def _partial_mmcif(tmp_path: Path, drop: tuple[str, ...], cell_scale: float = 1.
 def test_starting_model_is_completed_and_refined_with_the_cycles_asked(tmp_path):
     import gemmi
     import xml.etree.ElementTree as ET
-    cls = _task_class()
-    job = tmp_path / "job"
-    job.mkdir()
-    task = cls(workDirectory=str(job), name="job")
-    task.container.inputData.F_SIGF.setFullPath(str(_mtz(tmp_path)))
-    task.container.inputData.XYZIN.setFullPath(str(_partial_mmcif(tmp_path, drop=("C3", "N2", "Cl2"))))
-    p = task.container.controlParameters
-    p.FORMULA.set("C6 H10 N4 Cl2 Cu")
-    p.AISOLVE.set(str(Path(sys.executable).parent / "aisolve"))
-    p.REFINE_CYCLES.set(5)
-    status = task.process()
+    task, status, job = _run(tmp_path, _mtz(tmp_path), REFINE_CYCLES=5,
+                             xyzin=_partial_mmcif(tmp_path, drop=("C3", "N2", "Cl2")))
     assert status == task.SUCCEEDED, str(task.errorReport)
     xml = ET.parse(job / "program.xml").getroot()
     assert xml.findtext("Phasing") == "starting_model" and xml.findtext("RefineCycles") == "5"
@@ -133,14 +126,7 @@ def test_starting_model_is_completed_and_refined_with_the_cycles_asked(tmp_path)
 
 
 def test_starting_model_with_another_cell_is_refused(tmp_path):
-    cls = _task_class()
-    job = tmp_path / "job"
-    job.mkdir()
-    task = cls(workDirectory=str(job), name="job")
-    task.container.inputData.F_SIGF.setFullPath(str(_mtz(tmp_path)))
-    task.container.inputData.XYZIN.setFullPath(str(_partial_mmcif(tmp_path, drop=(), cell_scale=1.1)))
-    task.container.controlParameters.AISOLVE.set(str(Path(sys.executable).parent / "aisolve"))
-    status = task.process()
+    task, status, job = _run(tmp_path, _mtz(tmp_path), xyzin=_partial_mmcif(tmp_path, drop=(), cell_scale=1.1))
     assert status == task.FAILED and task.errorReport.count(code=201) == 1
     assert "partial.cif" in str(task.errorReport) and "cell does not fit" in str(task.errorReport)
 
