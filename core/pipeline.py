@@ -527,9 +527,11 @@ def solve(structure: Structure, refl: ReflectionData, options: SolveOptions | No
     with_h = options.hydrogens != "none" and result.figures.r1 < UNSOLVED_R1
     if with_h and formula_used and options.element_swaps and result.figures.r1 < SWAP_MAX_R1:
         progress(0.8, "element swaps with riding H")
+        n_notes = len(phasing.notes)
         heavy_xs = timer.run("element_swaps", _swap_elements, heavy_xs, atoms, data, structure, aniso,
                              phasing.notes)
-        result = refine(heavy_xs, data.fo_sq, 2)
+        if len(phasing.notes) > n_notes:  # elements were swapped: the difference map must follow
+            result = refine(heavy_xs, data.fo_sq, 2)
     groups = _hydrogen_groups(heavy_xs, result, data, structure, timer, progress, options.h_counter, contents,
                               warnings) if with_h else []
     progress(0.92, "final refinement")

@@ -2,11 +2,10 @@
 
 Runs in-process (RUNEXTERNALPROCESS False) in both CCP4i2 generations. The work happens either
 on an aisolve server (SERVER set: the pyzmq thin client, no cctbx in CCP4's Python) or in the
-local `aisolve` command (a subprocess, so that cctbx never meets CCP4i2's own libraries). The
+local `aisolve` command (a subprocess, so that cctbx never meets CCP4i2's own libraries).
 An optional starting model (XYZIN: an earlier or partial model, mmCIF/PDB or .res) replaces
 charge flipping: its phases start the model building. REFINE_CYCLES sets the final refinement's
-least-squares cycles. The
-outputs: phases (PHSOUT: PHI, FOM), map coefficients (FPHIOUT: F, PHI), the model as mmCIF
+least-squares cycles. The outputs: phases (PHSOUT: PHI, FOM), map coefficients (FPHIOUT: F, PHI), the model as mmCIF
 (XYZOUT) plus the small-molecule .res and .cif, and program.xml with R1 and every atom's
 element and confidence.
 """
