@@ -40,6 +40,20 @@ def export_onnx(model, path: Path) -> None:
     shapes = {"pos": {0: n}, "token": {0: n}, "height": {0: n}, "composition": {}, "batch": {0: n}}
     torch.onnx.export(model, example_inputs(), str(path), input_names=INPUT_NAMES, output_names=["logits"],
                       dynamic_shapes=shapes, dynamo=True, opset_version=18, external_data=False)
+    strip_stack_traces(path)
+
+
+def strip_stack_traces(path: Path) -> None:
+    """Drop the exporter's per-node Python stack traces: they name files of the exporting machine's
+    checkout and play no part in inference."""
+    import onnx
+    model = onnx.load(str(path))
+    for graph_nodes in [model.graph.node] + [f.node for f in model.functions]:
+        for node in graph_nodes:
+            keep = [p for p in node.metadata_props if p.key != "pkg.torch.onnx.stack_trace"]
+            del node.metadata_props[:]
+            node.metadata_props.extend(keep)
+    onnx.save(model, str(path))
 
 
 def load_checkpoint(path: Path):
