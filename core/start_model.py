@@ -13,6 +13,7 @@ from pathlib import Path
 
 import gemmi
 from cctbx import crystal, sgtbx
+from libtbx import Auto
 
 from aisolve.core.data_prep import PreparedData
 from aisolve.core.elements import element_from_label
@@ -96,9 +97,7 @@ class StartingModelPhaser:
         xs = placed.to_xray(include_hydrogens=False)
         f_model = data.f_obs.structure_factors_from_scatterers(xs, algorithm="direct").f_calc()
         coefficients = model_phased(data.f_obs, f_model)
-        fo, fc = data.f_obs.common_set(f_model).data(), abs(f_model.common_set(data.f_obs)).data()
-        scale = sum(fo * fc) / max(sum(fc * fc), 1e-12)
-        r1 = sum(abs(fo - scale * fc)) / max(sum(fo), 1e-12)
+        r1 = data.f_obs.r1_factor(f_model, scale_factor=Auto)  # |Fc| scaled to Fo by least squares
         skew = map_skewness(coefficients)
         progress(1.0, "phases from the starting model")
         return PhasingResult(route=self.name, f_calc=coefficients, figure_of_merit=skew,

@@ -193,8 +193,8 @@ def _solve_on_server(args: argparse.Namespace) -> int:
         if not start.is_file():
             print(f"aisolve: error: {start}: no such file", file=sys.stderr)
             return EXIT_BAD_INPUT
-        params["start_model"] = "start_" + start.name  # its own name: it may share a stem with the model
-        attachments[params["start_model"]] = start.read_bytes()
+        from aisolve.server.protocol import attach_start_model
+        attach_start_model(params, attachments, start.name, start.read_bytes())
     server_key = client_keys = None
     if args.server_key:
         from aisolve.server.keys import load_public, load_secret

@@ -50,6 +50,14 @@ def new_request_id() -> str:
     return uuid.uuid4().hex
 
 
+def attach_start_model(params: Dict, attachments: Dict[str, bytes], file_name: str, data: bytes) -> None:
+    """Add a starting model to a solve request: its own attachment, named by params["start_model"]
+    (prefixed, since it may share its file name with the model the data come with)."""
+    name = "start_" + file_name
+    params["start_model"] = name
+    attachments[name] = data
+
+
 def encode(header: Dict, attachments: Optional[Dict[str, bytes]] = None) -> List[bytes]:
     """Frames for a header and named attachments (the header gets their names and sizes)."""
     attachments = attachments or {}

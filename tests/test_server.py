@@ -362,9 +362,11 @@ def test_secured_back_end_takes_only_allowed_workers(tmp_path):
 def test_solve_from_a_starting_model_with_the_cycles_asked(server):
     partial = b"\n".join(ln for ln in _reference_without_h().splitlines()
                          if not ln.upper().startswith((b"O1 ", b"C5 ", b"C9 ")))
+    params, attachments = {"refine_cycles": 3}, dict(SUCROSE)
+    protocol.attach_start_model(params, attachments, "sucrose.res", partial)  # beside sucrose.ins: no clash
+    assert params["start_model"] == "start_sucrose.res" and len(attachments) == 3
     with Client(server.url) as c:
-        header, files = c.call("solve", {"start_model": "start_sucrose.res", "refine_cycles": 3},
-                               dict(SUCROSE, **{"start_sucrose.res": partial}))
+        header, files = c.call("solve", params, attachments)
         report = json.loads(files["report.json"])
         assert header["solved"] and header["r1"] < 0.06
         assert report["phasing"]["route"] == "starting_model" and report["options"]["refine_cycles"] == 3

@@ -118,10 +118,10 @@ class aisolve(CPluginScript):  # noqa: N801 - CCP4i2 names the class after the t
             from aisolve.server import protocol
             rid = protocol.new_request_id()
             attachments = {mtz.name: mtz.read_bytes()}
-            if "start_model" in params:  # sent under its own name: it may share a stem with the data
+            if "start_model" in params:  # here a local path; on the wire an attachment
                 start = Path(params["start_model"])
-                params = dict(params, start_model="start_" + start.name)
-                attachments[params["start_model"]] = start.read_bytes()
+                params = dict(params)
+                protocol.attach_start_model(params, attachments, start.name, start.read_bytes())
             header, files = client.call("solve", params, attachments, idle=idle, request_id=rid)
         except KeyboardInterrupt:
             client.cancel(rid)
