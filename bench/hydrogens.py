@@ -19,9 +19,8 @@ import numpy as np
 
 import aisolve.core  # noqa: F401  (cctbx first)
 from aisolve.core.elements import SYMBOLS
-from aisolve.core.typing_baseline import asu_weights
 from aisolve.models.h_data import load_saved
-from aisolve.models.hydrogen_typer import WEIGHTS_DIR, HydrogenPredictor, decode_counts
+from aisolve.models.hydrogen_typer import WEIGHTS_DIR, HydrogenPredictor, decode_counts, decode_with_formula
 
 
 def main(argv=None) -> int:
@@ -45,10 +44,9 @@ def main(argv=None) -> int:
                                            ex.contents)
         times.append(time.perf_counter() - t)
         sym = crystal.symmetry(unit_cell=m["cell"], space_group=sgtbx.space_group(m["hall"]))
-        total = ex.contents.get("H", 0) / sym.space_group().order_z() if ex.contents.get("H") else None
         guesses = {"network": np.array(decode_counts(log_probs, [], None)),
-                   "network+total": np.array(decode_counts(log_probs, asu_weights(sym, [tuple(x) for x in m["xyz"]]),
-                                                           total)),
+                   "network+total": np.array(decode_with_formula(log_probs, sym, [tuple(x) for x in m["xyz"]],
+                                                                 ex.contents)),
                    "geometry": np.asarray(m["geometry_counts"])}
         for k, g in guesses.items():
             ok = g == ex.label

@@ -32,13 +32,19 @@ class Example:
     meta: dict
 
 
-def to_example(graph, cutoff: float) -> Example:
+def radius_edge_array(pos: np.ndarray, cutoff: float) -> np.ndarray:
+    """(2, E) directed pairs of nodes closer than `cutoff` (a KD-tree: what training precomputes)."""
     from scipy.spatial import cKDTree
+    pairs = cKDTree(pos).query_pairs(r=cutoff, output_type="ndarray")
+    if not len(pairs):
+        return np.zeros((2, 0), dtype=np.int64)
+    return np.ascontiguousarray(np.concatenate([pairs, pairs[:, ::-1]]).T, dtype=np.int64)
+
+
+def to_example(graph, cutoff: float) -> Example:
     gi = build_input(np.asarray(graph.xyz, dtype=float), np.asarray(graph.height, dtype=float),
                      graph.cell, graph.hall)
-    pairs = cKDTree(gi.pos).query_pairs(r=cutoff, output_type="ndarray")
-    edges = np.ascontiguousarray(np.concatenate([pairs, pairs[:, ::-1]]).T, dtype=np.int64) if len(pairs) else \
-        np.zeros((2, 0), dtype=np.int64)
+    edges = radius_edge_array(gi.pos, cutoff)
     label = np.asarray(graph.label, dtype=np.int64)
     label[label > MAX_Z] = 0  # nothing beyond Pu occurs; keep the class range fixed
     return Example(gi.pos, gi.height, gi.source.astype(np.int64), gi.n_asu, label, edges,

@@ -14,13 +14,11 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from scipy.spatial import cKDTree
-
 import aisolve.core  # noqa: F401  (cctbx first)
 from aisolve.core.elements import ATOMIC_NUMBER
 from aisolve.core.evaluate import h_counts_by_distance
 from aisolve.core.model import Structure
-from aisolve.models.element_data import Example
+from aisolve.models.element_data import Example, radius_edge_array
 from aisolve.models.graph_inputs import build_input
 
 MAX_H = 4
@@ -50,9 +48,7 @@ def model_example(xyz_frac: np.ndarray, elements: list[str], ueq_ratio: np.ndarr
     tokens = np.array([ATOMIC_NUMBER[e] for e in elements], dtype=np.int64)
     gi = build_input(np.asarray(xyz_frac, dtype=float), np.asarray(ueq_ratio, dtype=float), tuple(cell), hall,
                      tokens=tokens)
-    pairs = cKDTree(gi.pos).query_pairs(r=cutoff, output_type="ndarray")
-    edges = np.ascontiguousarray(np.concatenate([pairs, pairs[:, ::-1]]).T, dtype=np.int64) if len(pairs) else \
-        np.zeros((2, 0), dtype=np.int64)
+    edges = radius_edge_array(gi.pos, cutoff)
     label = np.zeros(gi.n_asu, dtype=np.int64) if h_counts is None else np.clip(h_counts, 0, MAX_H).astype(np.int64)
     ex = Example(gi.pos, gi.height, gi.source.astype(np.int64), gi.n_asu, label, edges, dict(contents), meta or {})
     ex.meta["tokens"] = tokens

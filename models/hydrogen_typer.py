@@ -83,8 +83,13 @@ class NetworkHydrogens:
         ueq = [sc.u_iso_or_equiv(uc) for sc in xs.scatterers()]
         log_probs = self.predictor.log_probabilities(np.array(sites), elements, ueq, uc.parameters(),
                                                      sym.space_group().type().hall_symbol(), contents)
-        total = None
-        if contents and contents.get("H", 0) > 0:
-            total = contents["H"] / sym.space_group().order_z()
-        return decode_counts(log_probs, asu_weights(sym, sites), total)
+        return decode_with_formula(log_probs, sym, sites, contents)
+
+
+def decode_with_formula(log_probs: np.ndarray, symmetry, sites, contents: dict[str, float] | None) -> list[int]:
+    """decode_counts with the formula's H per asymmetric unit (argmax without one) and site weights."""
+    total = None
+    if contents and contents.get("H", 0) > 0:
+        total = contents["H"] / symmetry.space_group().order_z()
+    return decode_counts(log_probs, asu_weights(symmetry, sites), total)
 
