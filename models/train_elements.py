@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -21,6 +21,7 @@ import aisolve.core  # noqa: F401  (cctbx first)
 from aisolve.models.element_data import Example, load_examples, tokens_for_pass_two
 from aisolve.models.element_net import (UNKNOWN_TOKEN, ElementNet, NetConfig,
                                         composition_vector)
+from aisolve.models.training import RunConfig
 
 PRESETS = {
     # 2 CPU cores, about an hour
@@ -30,21 +31,11 @@ PRESETS = {
 }
 
 
-@dataclass
-class TrainConfig:
+@dataclass(kw_only=True)
+class TrainConfig(RunConfig):
     data: list[str]
-    out: str
-    preset: str = "cpu"
-    minutes: float = 60.0
-    max_steps: int = 100_000
-    seed: int = 0
-    p_contents: float = 0.7
     p_pass_two: float = 0.5
     token_noise: float = 0.15
-    eval_every: int = 200
-    checkpoint_seconds: float = 300.0
-    device: str = "cpu"
-    extra: dict = field(default_factory=dict)
 
 
 def collate(examples: list[Example], tokens: list[np.ndarray], contents_known: list[bool], device):

@@ -19,6 +19,7 @@ import aisolve.core  # noqa: F401  (cctbx first)
 from aisolve.models.element_net import ElementNet, NetConfig
 from aisolve.models.h_data import N_H_CLASSES, load_saved
 from aisolve.models.train_elements import _batches, collate
+from aisolve.models.training import RunConfig
 
 PRESETS = {
     "cpu": dict(net=NetConfig(hidden=64, layers=3, rbf=32, heads=8, n_classes=N_H_CLASSES), batch_nodes=3000,
@@ -28,18 +29,10 @@ PRESETS = {
 }
 
 
-@dataclass
-class HTrainConfig:
+@dataclass(kw_only=True)
+class HTrainConfig(RunConfig):
     data: str
-    out: str
-    preset: str = "cpu"
     minutes: float = 30.0
-    max_steps: int = 100_000
-    seed: int = 0
-    p_contents: float = 0.7
-    eval_every: int = 200
-    checkpoint_seconds: float = 300.0
-    device: str = "cpu"
 
 
 def split(examples, name: str):

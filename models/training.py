@@ -13,14 +13,29 @@ import math
 import random
 import time
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
 
-def fit(model, cfg, lr: float, make_step: Callable, validate: Callable[[], dict], saved_config: dict,
+@dataclass(kw_only=True)
+class RunConfig:
+    """What every training run is told; each trainer's config adds its data and its own knobs."""
+    out: str
+    preset: str = "cpu"
+    minutes: float = 60.0
+    max_steps: int = 100_000
+    seed: int = 0
+    p_contents: float = 0.7  # share of graphs shown with their cell contents
+    eval_every: int = 200
+    checkpoint_seconds: float = 300.0
+    device: str = "cpu"
+
+
+def fit(model, cfg: RunConfig, lr: float, make_step: Callable, validate: Callable[[], dict], saved_config: dict,
         score_key: str = "atom_accuracy", log=print) -> dict:
-    """Train `model`; `cfg` holds out, minutes, max_steps, eval_every, seed, checkpoint_seconds, device."""
+    """Train `model` for the run `cfg` describes."""
     import torch
     out, minutes, max_steps, eval_every, seed = Path(cfg.out), cfg.minutes, cfg.max_steps, cfg.eval_every, cfg.seed
     checkpoint_seconds, device = cfg.checkpoint_seconds, cfg.device
