@@ -19,7 +19,7 @@ from aisolve.core.elements import ATOMIC_NUMBER
 from aisolve.core.evaluate import h_counts_by_distance
 from aisolve.core.model import Structure
 from aisolve.models.element_data import Example, radius_edge_array
-from aisolve.models.graph_inputs import build_input
+from aisolve.models.graph_inputs import CONTEXT_RADIUS, build_input
 
 MAX_H = 4
 N_H_CLASSES = MAX_H + 1
@@ -171,7 +171,7 @@ def main(argv=None) -> int:
     p.add_argument("-o", "--output", required=True, help="a .pkl file")
     a = p.parse_args(argv)
     t = time.monotonic()
-    examples = make_examples(a.cif_dir, a.smiles, a.seed, 3.2)
+    examples = make_examples(a.cif_dir, a.smiles, a.seed, CONTEXT_RADIUS)  # edges = context reach
     save_examples(a.output, examples)
     print(f"wrote {len(examples)} examples to {a.output} in {time.monotonic() - t:.0f} s")
     return 0
