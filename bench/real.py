@@ -1,7 +1,7 @@
 """Real-data benchmark: solve every benchmark-quality entry of ../shared/data/real and score it.
 
     python bench/real.py [--typer baseline|network|network-only] [--hydrogens geometry|network]
-                         [--entries ID ...] [--no-formula] [--jobs 2] [--json F]
+                         [--phaser flip|auto|neural] [--entries ID ...] [--no-formula] [--jobs 2] [--json F]
 
 Each entry runs in its own process (a crash or hang costs one entry, not the run). The published
 model is used only to score the result, never as input: the solver sees the cell, symmetry, cell
@@ -41,13 +41,13 @@ def model_path(entry_dir: Path) -> str:
 
 
 def run_entry(args: tuple[str, str, bool, str, str]) -> dict:
-    entry, real, use_formula, typer_name, hydrogens = args
+    entry, real, use_formula, typer_name, hydrogens, phaser = args
     import aisolve.core  # noqa: F401  (cctbx first)
     from aisolve.core.evaluate import evaluate, published_r1
     from aisolve.core.loaders import data_hklf, load_reflections, load_structure
     from aisolve.core.outputs import hydrogen_counts
     from aisolve.core.pipeline import SolveOptions, solve
-    from aisolve.server.cli import make_h_counter, make_typer
+    from aisolve.server.cli import make_h_counter, make_phaser, make_typer
 
     entry_dir = Path(real) / entry
     row = {"entry": entry}
@@ -60,7 +60,9 @@ def run_entry(args: tuple[str, str, bool, str, str]) -> dict:
         t = time.monotonic()
         result = solve(template, refl, SolveOptions(use_formula=use_formula, phasing_time=60.0,
                                                     typer=make_typer(typer_name), hydrogens=hydrogens,
-                                                    h_counter=make_h_counter(hydrogens)))
+                                                    h_counter=make_h_counter(hydrogens),
+                                                    phaser=make_phaser(phaser)))
+        row["phasing_route"] = result.phasing.route if result.phasing else None
         row["seconds"] = round(time.monotonic() - t, 1)
         row["solved"] = result.solved
         row["r1"] = round(result.figures.r1, 4) if result.figures else None
@@ -145,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-formula", action="store_true")
     ap.add_argument("--typer", choices=("baseline", "network", "network-only"), default="baseline")
     ap.add_argument("--hydrogens", choices=("geometry", "network"), default="geometry")
+    ap.add_argument("--phaser", choices=("flip", "auto", "neural"), default="flip")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--timeout", type=float, default=900)
     ap.add_argument("--json", help="write the rows as JSON here")
@@ -153,12 +156,14 @@ def main(argv: list[str] | None = None) -> int:
     entries = args.entries or benchmark_entries(Path(args.real))
     command = f"python bench/real.py --typer {args.typer}" + (" --no-formula" if args.no_formula else "") + \
         (f" --hydrogens {args.hydrogens}" if args.hydrogens != "geometry" else "") + \
+        (f" --phaser {args.phaser}" if args.phaser != "flip" else "") + \
         (f" --entries {' '.join(args.entries)}" if args.entries else "")
     t0 = time.monotonic()
     rows: list[dict] = []
     ctx = mp.get_context("spawn")
     with ctx.Pool(args.jobs, maxtasksperchild=1) as pool:
-        pending = {e: pool.apply_async(run_entry, ((e, args.real, not args.no_formula, args.typer, args.hydrogens),)) for e in entries}
+        pending = {e: pool.apply_async(run_entry, ((e, args.real, not args.no_formula, args.typer, args.hydrogens,
+                                                     args.phaser),)) for e in entries}
         for e, job in pending.items():
             try:
                 row = job.get(timeout=args.timeout)

@@ -26,8 +26,8 @@ from aisolve.core.peaks import difference_coefficients, fourier_peaks, model_pha
 from aisolve.core.phasing import ChargeFlippingPhaser
 from aisolve.core.reflection_stats import absence_classes, ABSENCE_I_SIGMA_LIMIT
 from aisolve.core.refine import Figures, RefinementResult, optimise_weights, refine, set_refinement_flags
-from aisolve.core.stages import (NOT_AN_ATOM, AtomTyper, HydrogenCounter, Phaser, PhasingResult, Progress,
-                                 TypingContext, no_progress)
+from aisolve.core.stages import (NOT_AN_ATOM, AtomTyper, HydrogenCounter, Phaser, PhaserNotApplicable,
+                                 PhasingResult, Progress, TypingContext, no_progress)
 from aisolve.core.typing_baseline import BaselineTyper, asu_weights, expected_per_asu
 
 UNSOLVED_R1 = 0.25  # above this after refinement the structure is reported as not solved
@@ -190,33 +190,47 @@ PHASING_ROUNDS = 3
 
 def _phase_and_choose(data: PreparedData, sym: crystal.symmetry, contents: dict[str, float], n_expected: int,
                       options: SolveOptions, timer: _Timer, progress: Progress):
-    """Phasing and the truth-free candidate choice; with the default charge flipping, rounds with
-    fresh random starts follow while the best candidate's quick-refinement R1 stays poor and time is
-    left. Charge flipping's trajectory hangs on tiny differences (the same data in float32 or
-    float64 can phase right or wrong), so a poor choice is more often bad luck than bad data."""
+    """Phasing and the truth-free candidate choice; with the default charge flipping (or a phaser
+    that falls back to it), rounds of charge flipping with fresh random starts follow while the
+    best candidate's quick-refinement R1 stays poor and time is left. Charge flipping's trajectory
+    hangs on tiny differences (the same data in float32 or float64 can phase right or wrong), so a
+    poor choice is more often bad luck than bad data."""
     start = time.monotonic()
     phaser = options.phaser or ChargeFlippingPhaser(seed=options.seed)
+    fallback = options.phaser is None or getattr(options.phaser, "falls_back_to_flipping", False)
+    # the seeds of the charge-flipping rounds after the first phasing
+    flip_seeds = [options.seed + 1000 * r for r in range(2, PHASING_ROUNDS + 1)]
+    if not isinstance(phaser, ChargeFlippingPhaser):
+        flip_seeds = [options.seed] + flip_seeds
     u0 = _starting_u(data)
-    phasing = timer.run("phasing", phaser.phase, data, sym, options.phasing_time,
-                        lambda f, m: progress(0.05 + 0.35 * f, m))
-    if not phasing.solved:
+    try:
+        phasing = timer.run("phasing", phaser.phase, data, sym, options.phasing_time,
+                            lambda f, m: progress(0.05 + 0.35 * f, m))
+    except PhaserNotApplicable as exc:
+        if not fallback:
+            raise InputError(None, f"{phaser.name} phaser: {exc}") from None
+        phasing = PhasingResult(route=phaser.name, f_calc=None, notes=[f"{phaser.name} phaser not used: {exc}"])
+    xs, chosen_map, quick_r1, choice = None, None, math.inf, "no candidate"
+    if phasing.solved:
+        progress(0.42, "peak search")
+        xs, chosen_map, quick_r1, choice = timer.run("candidate_choice", _best_candidate, phasing, data, sym,
+                                                     contents, n_expected, u0)
+    elif not fallback:
         return phasing, None, None
-    progress(0.42, "peak search")
-    xs, chosen_map, quick_r1, choice = timer.run("candidate_choice", _best_candidate, phasing, data, sym, contents,
-                                                 n_expected, u0)
-    for round_ in range(2, PHASING_ROUNDS + 1):
+    for round_, seed in enumerate(flip_seeds, start=2):
         left = options.phasing_time - (time.monotonic() - start)
-        if options.phaser is not None or quick_r1 <= QUICK_R1_RETRY or left < 5.0:
+        if not fallback or quick_r1 <= QUICK_R1_RETRY or left < 5.0:
             break
-        progress(0.42, f"charge flipping, round {round_} (best quick-refinement R1 {quick_r1:.3f})")
-        more = timer.run(f"phasing_{round_}", ChargeFlippingPhaser(seed=options.seed + 1000 * round_).phase,
-                         data, sym, left)
-        note = f"round {round_} of charge flipping: the best candidate so far had quick-refinement R1 {quick_r1:.3f}"
+        progress(0.42, f"charge flipping, round {round_}" + (f" (best quick-refinement R1 {quick_r1:.3f})"
+                                                            if xs is not None else ""))
+        more = timer.run(f"phasing_{round_}", ChargeFlippingPhaser(seed=seed).phase, data, sym, left)
+        note = (f"round {round_}: charge flipping" + (f"; the best candidate so far had quick-refinement R1 "
+                                                       f"{quick_r1:.3f}" if xs is not None else ""))
         if more.solved:
             xs2, map2, r1_2, choice2 = timer.run(f"candidate_choice_{round_}", _best_candidate, more, data, sym,
                                                  contents, n_expected, u0)
             if r1_2 < quick_r1:
-                more.notes = phasing.notes + [choice, note] + more.notes
+                more.notes = phasing.notes + ([choice] if xs is not None else []) + [note] + more.notes
                 more.trials = phasing.trials + more.trials
                 phasing, xs, chosen_map, quick_r1, choice = more, xs2, map2, r1_2, choice2
                 continue

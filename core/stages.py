@@ -37,6 +37,8 @@ class PhasingResult:
     notes: list[str] = field(default_factory=list)
     # every distinct candidate (figure of merit, phased amplitudes), best figure first
     candidates: list[tuple[float, miller.array]] = field(default_factory=list)
+    # phases (and amplitude estimates) a phaser extends to reflections that were not measured
+    extension: miller.array | None = None
 
     @property
     def solved(self) -> bool:
@@ -49,7 +51,13 @@ class Peak:
     height: float  # map value in units of the map's sigma
 
 
+class PhaserNotApplicable(ValueError):
+    """A phaser refuses data outside its domain (the neural phaser: space groups other than P2_1/c)."""
+
+
 class Phaser(Protocol):
+    """A phasing stage. One whose `falls_back_to_flipping` is true is followed by charge flipping
+    when it refuses the data (PhaserNotApplicable) or its best candidate refines poorly."""
     name: str
 
     def phase(self, data: PreparedData, symmetry: crystal.symmetry, time_budget: float,

@@ -9,17 +9,22 @@ from pathlib import Path
 import numpy as np
 
 
+def onnx_session(path: Path, device: str):
+    """An ONNX Runtime session: the CUDA provider first when asked for (device != 'cpu') and present."""
+    import onnxruntime as ort
+    providers = ["CPUExecutionProvider"]
+    if device != "cpu" and "CUDAExecutionProvider" in ort.get_available_providers():
+        providers.insert(0, "CUDAExecutionProvider")
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 4  # fatal only: a handled fallback (see logits) must not print errors
+    return ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+
+
 class _OnnxBackend:
     name = "onnxruntime"
 
     def __init__(self, path: Path, device: str):
-        import onnxruntime as ort
-        providers = ["CPUExecutionProvider"]
-        if device != "cpu" and "CUDAExecutionProvider" in ort.get_available_providers():
-            providers.insert(0, "CUDAExecutionProvider")
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 4  # fatal only: a handled fallback (see logits) must not print errors
-        self.session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+        self.session = onnx_session(path, device)
         self.providers = self.session.get_providers()
 
     def __call__(self, pos, token, height, composition, batch) -> np.ndarray:

@@ -83,6 +83,18 @@ def make_h_counter(choice: str):
     return None
 
 
+def make_phaser(choice: str, seed: int = 0):
+    """'flip' (None: the pipeline's charge flipping), 'neural' (the neural phaser; P2_1/c only), or
+    'auto': the neural phaser where it applies, charge flipping when it does not or when its best
+    candidate refines poorly (and always when its weights are not installed)."""
+    if choice == "flip":
+        return None
+    from aisolve.models.neural_phaser import NeuralPhaser, weights_present
+    if choice == "neural":
+        return NeuralPhaser(seed=seed)
+    return NeuralPhaser(seed=seed, falls_back_to_flipping=True) if weights_present() else None
+
+
 def cmd_solve(args: argparse.Namespace) -> int:
     if args.server:
         return _solve_on_server(args)
@@ -96,10 +108,11 @@ def cmd_solve(args: argparse.Namespace) -> int:
     inputs = load_solve_inputs(args.files, cell=args.cell, spacegroup=args.spacegroup, formula=args.formula,
                                z=args.z, wavelength=args.wavelength)
     typer = make_typer(args.typer)
-    phaser = None
     if args.start_model:
         from aisolve.core.start_model import StartingModelPhaser, read_start_model
         phaser = StartingModelPhaser(read_start_model(args.start_model, inputs.template.cell))
+    else:
+        phaser = make_phaser(args.phaser, args.seed)
     h_counter = make_h_counter(args.hydrogens)
     options = SolveOptions(hydrogens=args.hydrogens, use_formula=not args.no_formula, d_min=args.d_min,
                            phasing_time=args.phasing_time, seed=args.seed, typer=typer, phaser=phaser,
@@ -113,7 +126,8 @@ def cmd_solve(args: argparse.Namespace) -> int:
         options={"hydrogens": options.hydrogens, "h_counts": h_counter.name if h_counter else "geometry",
                  "use_formula": options.use_formula, "d_min": options.d_min,
                  "phasing_time": options.phasing_time, "seed": options.seed,
-                 "phaser": phaser.name if phaser else "charge_flipping", "typer": typer.name,
+                 "phaser": phaser.name if phaser else "charge_flipping", "phasing_route": args.phaser,
+                 "typer": typer.name,
                  "refine_cycles": options.refine_cycles},
         protected={p.resolve() for p in inputs.files} | ({Path(args.start_model).resolve()} if args.start_model
                                                           else set()),
@@ -186,7 +200,7 @@ def _solve_on_server(args: argparse.Namespace) -> int:
                                 "z": args.z, "wavelength": args.wavelength, "no_formula": args.no_formula,
                                 "d_min": args.d_min, "hydrogens": args.hydrogens, "typer": args.typer,
                                 "phasing_time": args.phasing_time, "seed": args.seed,
-                                "refine_cycles": args.refine_cycles}.items() if v is not None}
+                                "refine_cycles": args.refine_cycles, "phaser": args.phaser}.items() if v is not None}
     attachments = {f.name: f.read_bytes() for f in files}
     if args.start_model:
         start = Path(args.start_model)
@@ -299,6 +313,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="element assignment: the element network combined with the refined electron counts, "
                          "the network alone, or the baseline (electron counts, cell contents, chemistry); "
                          "auto: the better measured one (the baseline, for the shipped weights)")
+    sv.add_argument("--phaser", choices=("auto", "neural", "flip"), default="auto",
+                    help="phasing: the neural phaser (P2_1/c, cells up to 12 A), charge flipping, or auto: the "
+                         "network where it applies, charge flipping when it does not or refines poorly")
     sv.add_argument("--phasing-time", type=float, default=60.0, help="seconds for phasing trials")
     sv.add_argument("--start-model", help="an earlier or partial model (.res/.ins/.cif/mmCIF/.pdb): its phases "
                                           "replace charge flipping; it is completed, retyped and refined")

@@ -79,10 +79,14 @@ class Engine:
         from aisolve.core.outputs import write_outputs
         from aisolve.core.pipeline import SolveOptions, solve
         from aisolve.core.start_model import StartingModelPhaser, read_start_model
-        from aisolve.server.cli import make_h_counter
+        from aisolve.server.cli import make_h_counter, make_phaser
         start = _take_attachment(params.get("start_model"), paths)
         inputs = self._inputs(params, paths)
-        phaser = StartingModelPhaser(read_start_model(start, inputs.template.cell)) if start else None
+        route = params.get("phaser", "auto")
+        if route not in ("auto", "neural", "flip"):
+            raise JobError("bad_input", f"phaser must be 'auto', 'neural' or 'flip', not {route!r}")
+        phaser = (StartingModelPhaser(read_start_model(start, inputs.template.cell)) if start
+                  else make_phaser(route, int(params.get("seed", 0))))
         cycles = params.get("refine_cycles", 10)
         if not isinstance(cycles, int) or not 1 <= cycles <= 200:
             raise JobError("bad_input", f"refine_cycles must be an integer from 1 to 200, not {cycles!r}")
@@ -112,21 +116,37 @@ class Engine:
         return fields, files
 
     def phase(self, params: dict, paths: list[str], folder: Path, progress: Progress):
-        """Phases of the data (charge flipping) as an .fcf (LIST 6) and the highest map peaks."""
+        """Phases of the data as an .fcf (LIST 6) and the highest map peaks: charge flipping, the
+        neural phaser, or auto (the network where it applies, else charge flipping)."""
         from aisolve.core.data_prep import prepare
         from aisolve.core.fcf import fcf_text_from_arrays
         from aisolve.core.peaks import fourier_peaks
         from aisolve.core.phasing import ChargeFlippingPhaser
+        from aisolve.core.stages import PhaserNotApplicable
+        from aisolve.server.cli import make_phaser
+        route = params.get("phaser", "auto")
+        if route not in ("auto", "neural", "flip"):
+            raise JobError("bad_input", f"phaser must be 'auto', 'neural' or 'flip', not {route!r}")
         inputs = self._inputs(params, paths)
         st = inputs.template
         data = prepare(inputs.reflections, st.symmetry, st.cell_contents or {"C": 1.0}, params.get("d_min"))
-        phasing = ChargeFlippingPhaser(seed=int(params.get("seed", 0))).phase(
-            data, st.symmetry, float(params.get("phasing_time", 60)), progress)
+        seed, budget = int(params.get("seed", 0)), float(params.get("phasing_time", 60))
+        phaser, notes = make_phaser(route, seed), []
+        try:
+            phasing = phaser.phase(data, st.symmetry, budget, progress) if phaser else None
+        except PhaserNotApplicable as exc:
+            if route == "neural":
+                raise JobError("bad_input", f"neural phaser: {exc}") from None
+            phasing, notes = None, [f"neural phaser not used: {exc}"]
+        if phasing is None:
+            phasing = ChargeFlippingPhaser(seed=seed).phase(data, st.symmetry, budget, progress)
+            phasing.notes = notes + phasing.notes
         if not phasing.solved:
-            return {"solved": False, "notes": phasing.notes}, {}
+            return {"solved": False, "route": phasing.route, "notes": phasing.notes}, {}
         text = fcf_text_from_arrays(inputs.stem, st.cell, st.space_group, data.fo_sq, phasing.f_calc)
         peaks = fourier_peaks(phasing.f_calc, max_peaks=int(params.get("max_peaks", 60)))
-        return ({"solved": True, "figure_of_merit": phasing.figure_of_merit, "notes": phasing.notes,
+        return ({"solved": True, "route": phasing.route, "figure_of_merit": phasing.figure_of_merit,
+                 "notes": phasing.notes,
                  "peaks": [{"xyz": list(p.xyz), "height": p.height} for p in peaks]},
                 {f"{inputs.stem}_phases.fcf": text.encode()})
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
@@ -74,6 +75,8 @@ def test_task_solves_and_writes_phases_map_coefficients_and_model(tmp_path):
     assert sum(a.element.name != "H" for a in atoms) == 14 and sum(a.element.name == "H" for a in atoms) == 10
     assert (job / "zz.res").exists() and (job / "zz.cif").exists()
     assert "<R1>" in (job / "program.xml").read_text()
+    # PHASER auto: ZZULI2 (P2_1/n, b = 16.4 A) is outside the neural phaser's cells: charge flipping
+    assert ET.parse(job / "program.xml").getroot().findtext("Phasing") == "charge_flipping"
 
 
 def test_missing_columns_fail_with_an_error_report(tmp_path):
@@ -113,7 +116,6 @@ def _partial_mmcif(tmp_path: Path, drop: tuple[str, ...], cell_scale: float = 1.
 
 def test_starting_model_is_completed_and_refined_with_the_cycles_asked(tmp_path):
     import gemmi
-    import xml.etree.ElementTree as ET
     task, status, job = _run(tmp_path, _mtz(tmp_path), REFINE_CYCLES=5,
                              xyzin=_partial_mmcif(tmp_path, drop=("C3", "N2", "Cl2")))
     assert status == task.SUCCEEDED, str(task.errorReport)
@@ -141,9 +143,10 @@ def test_task_through_a_server(tmp_path):
     s = RunningServer(5745, workers=1)
     try:
         s.wait_for_workers(1)
-        task, status, job = _run(tmp_path, _mtz(tmp_path), SERVER=s.url)
+        task, status, job = _run(tmp_path, _mtz(tmp_path), SERVER=s.url, PHASER="flip")
         assert status == task.SUCCEEDED, str(task.errorReport)
         assert Path(str(task.container.outputData.PHSOUT.fullPath)).exists()
+        assert ET.parse(job / "program.xml").getroot().findtext("Phasing") == "charge_flipping"
     finally:
         s.stop()
 
@@ -172,7 +175,6 @@ def test_install_into_a_classic_ccp4i2_folder(tmp_path):
 
 
 def test_ccp4i2_report_lists_figures_and_atoms(tmp_path):
-    import xml.etree.ElementTree as ET
     task, status, job = _run(tmp_path, _mtz(tmp_path))
     assert status == task.SUCCEEDED
     spec = importlib.util.spec_from_file_location("aisolve_ccp4i2_report", TASK.with_name("aisolve_report.py"))

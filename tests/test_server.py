@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import zmq
 
+from aisolve.models.neural_phaser import weights_present as neural_weights_present
 from aisolve.server import protocol
 from aisolve.server.client import Client, ServerError, ServerUnavailable
 from aisolve.server.server import Server, ServerConfig
@@ -268,8 +269,18 @@ def test_phase_returns_an_fcf_and_peaks(server):
     with Client(server.url) as c:
         header, out = c.call("phase", {"phasing_time": 30}, SUCROSE)
     assert header["solved"] and len(header["peaks"]) >= 23
+    # sucrose is P2_1: 'auto' says why the neural phaser did not run, 'neural' refuses
+    assert header["route"] == "charge_flipping"
+    assert any("neural phaser not used" in n for n in header["notes"]) or not neural_weights_present()
     text = out["sucrose_phases.fcf"].decode()
     assert "_shelx_refln_list_code          6" in text and text.count("\n") > 1000
+    with Client(server.url) as c:
+        for phaser, words in (("bogus", "phaser must be"), ("neural", "P2_1/c")):
+            if phaser == "neural" and not neural_weights_present():
+                continue
+            with pytest.raises(ServerError) as e:
+                c.call("phase", {"phaser": phaser}, SUCROSE)
+            assert e.value.code == "bad_input" and words in e.value.message
 
 
 def test_time_limit_fails_the_job_and_replaces_the_worker(server):

@@ -253,4 +253,4 @@ def test_unlucky_charge_flipping_gets_fresh_starts(tmp_path):
     inputs = load_solve_inputs([str(tmp_path / "zz.mtz")], formula="C6 H10 N4 Cl2 Cu")
     result = solve(inputs.template, inputs.reflections, SolveOptions(hydrogens="none"))
     assert result.solved and result.figures.r1 < 0.05, result.phasing.notes
-    assert any(n.startswith("round 2 of charge flipping") for n in result.phasing.notes)
+    assert any(n.startswith("round 2: charge flipping") for n in result.phasing.notes)

@@ -49,6 +49,8 @@ class PhaserSample:
     mask: np.ndarray  # GRID_SHAPE bool: measured, present reflections
     cell: tuple[float, ...]
     d_min: float
+    true_amplitudes: np.ndarray | None = None  # GRID_SHAPE float32, same scale, every present reflection
+    stol_sq: np.ndarray | None = None  # GRID_SHAPE float32, (sin theta / lambda)^2
 
 
 class PhaserSampler:
@@ -58,7 +60,6 @@ class PhaserSampler:
         self.fragments = fragments
         self.rng = np.random.default_rng(seed)
         self.hkl = grid_indices()
-        self.absent = systematically_absent(self.hkl)
         self.elements = sorted({e for els, _ in fragments for e in els})
 
     def random_structure(self):
@@ -93,23 +94,34 @@ class PhaserSampler:
             f += _form_factor(el, stol_sq) * cos_sum[:, cols].sum(axis=1)
         return f * np.exp(-8 * np.pi ** 2 * u_iso * stol_sq), stol_sq
 
-    def sample(self) -> PhaserSample:
+    def sample(self, d_min: float | None = None, max_dropped: float = 0.15) -> PhaserSample:
+        """A random structure's sample: d_min drawn from 0-2 A unless given, up to `max_dropped` of
+        the reflections left out at random."""
         rng = self.rng
         cell, frac, elements, u_iso = self.random_structure()
         f, stol_sq = self.structure_factors(cell, frac, elements, u_iso)
-        d_min = rng.uniform(0.0, 2.0)
-        d = 1.0 / np.sqrt(np.maximum(4 * stol_sq, 1e-12))
-        measured = (d >= d_min) & ~self.absent & (rng.random(len(f)) >= rng.uniform(0, 0.15))
-        amp = np.abs(f) * measured
-        amp /= max(amp.max(), 1e-12)
-        grid_amp = np.zeros(GRID_SHAPE, dtype=np.float32)
-        grid_pi = np.zeros(GRID_SHAPE, dtype=bool)
-        grid_mask = np.zeros(GRID_SHAPE, dtype=bool)
-        ix = (self.hkl[:, 0] + H_MAX, self.hkl[:, 1], self.hkl[:, 2])
-        grid_amp[ix] = amp
-        grid_pi[ix] = f < 0
-        grid_mask[ix] = measured
-        return PhaserSample(grid_amp, grid_pi, grid_mask, cell, float(d_min))
+        d_min = rng.uniform(0.0, 2.0) if d_min is None else d_min
+        return sample_from_f(self.hkl, f, stol_sq, cell, d_min, rng.uniform(0, max_dropped), rng)
+
+
+def sample_from_f(hkl: np.ndarray, f: np.ndarray, stol_sq: np.ndarray, cell, d_min: float, dropped: float,
+                  rng: np.random.Generator) -> PhaserSample:
+    """The grid sample of real structure factors `f` on the reflections `hkl` (grid_indices order):
+    reflections beyond d_min, systematic absences and a random `dropped` share are missing."""
+    absent = systematically_absent(hkl)
+    d = 1.0 / np.sqrt(np.maximum(4 * stol_sq, 1e-12))
+    measured = (d >= d_min) & ~absent & (rng.random(len(f)) >= dropped)
+    scale = 1.0 / max(float((np.abs(f) * measured).max()), 1e-12)
+    ix = (hkl[:, 0] + H_MAX, hkl[:, 1], hkl[:, 2])
+    grids = {name: np.zeros(GRID_SHAPE, dtype=dtype) for name, dtype in
+             (("amp", np.float32), ("true", np.float32), ("pi", bool), ("mask", bool), ("stol", np.float32))}
+    grids["amp"][ix] = np.abs(f) * measured * scale
+    grids["true"][ix] = np.abs(f) * ~absent * scale
+    grids["pi"][ix] = f < 0
+    grids["mask"][ix] = measured
+    grids["stol"][ix] = stol_sq
+    return PhaserSample(grids["amp"], grids["pi"], grids["mask"], tuple(cell), float(d_min), grids["true"],
+                        grids["stol"])
 
 
 def _orthogonalisation(a: float, b: float, c: float, beta: float) -> np.ndarray:

@@ -48,6 +48,10 @@ def load_ordered(entry: CifEntry) -> Structure | None:
         return None
     if st is None or not st.atoms or any(a.occupancy < 0.99 for a in st.atoms):
         return None
+    try:
+        st.symmetry  # noqa: B018  (cctbx refuses a cell that does not fit the space group)
+    except AssertionError:
+        return None
     if any(a.element not in st.cell_contents for a in st.atoms) or not st.cell_contents:
         st.cell_contents = st.model_formula_per_cell()
     return st

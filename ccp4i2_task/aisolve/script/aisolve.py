@@ -4,9 +4,10 @@ Runs in-process (RUNEXTERNALPROCESS False) in both CCP4i2 generations. The work 
 on an aisolve server (SERVER set: the pyzmq thin client, no cctbx in CCP4's Python) or in the
 local `aisolve` command (a subprocess, so that cctbx never meets CCP4i2's own libraries).
 An optional starting model (XYZIN: an earlier or partial model, mmCIF/PDB or .res) replaces
-charge flipping: its phases start the model building. REFINE_CYCLES sets the final refinement's
-least-squares cycles. The outputs: phases (PHSOUT: PHI, FOM), map coefficients (FPHIOUT: F, PHI), the model as mmCIF
-(XYZOUT) plus the small-molecule .res and .cif, and program.xml with R1 and every atom's
+charge flipping: its phases start the model building. PHASER picks the phasing otherwise (auto:
+the neural phaser where it applies, P2_1/c with small cells, else charge flipping; neural; flip).
+REFINE_CYCLES sets the final refinement's least-squares cycles. The outputs: phases (PHSOUT: PHI,
+FOM), map coefficients (FPHIOUT: F, PHI), the model as mmCIF (XYZOUT) plus the small-molecule .res and .cif, and program.xml with R1 and every atom's
 element and confidence.
 """
 from __future__ import annotations
@@ -78,7 +79,8 @@ class aisolve(CPluginScript):  # noqa: N801 - CCP4i2 names the class after the t
         p = self.container.controlParameters
         params = {"hydrogens": "auto" if _value(p.ADD_HYDROGENS, True) else "none",
                   "phasing_time": float(_value(p.PHASING_TIME, 60.0)),
-                  "refine_cycles": int(_value(p.REFINE_CYCLES, 10))}
+                  "refine_cycles": int(_value(p.REFINE_CYCLES, 10)),
+                  "phaser": str(_value(p.PHASER, "auto"))}
         start = _set_path(self.container.inputData.XYZIN)
         if start is not None:
             params["start_model"] = start
@@ -148,7 +150,8 @@ class aisolve(CPluginScript):  # noqa: N801 - CCP4i2 names the class after the t
         cmd = [exe, "solve", str(mtz), "-o", str(out), "-q"]
         for key, flag in (("formula", "--formula"), ("z", "--z"), ("d_min", "--d-min"),
                           ("hydrogens", "--hydrogens"), ("phasing_time", "--phasing-time"),
-                          ("refine_cycles", "--refine-cycles"), ("start_model", "--start-model")):
+                          ("refine_cycles", "--refine-cycles"), ("start_model", "--start-model"),
+                          ("phaser", "--phaser")):
             if key in params:
                 cmd += [flag, str(params[key])]
         if params.get("no_formula"):
