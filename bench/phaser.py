@@ -1,6 +1,6 @@
 """Neural phaser vs charge flipping on simulated P2_1/c data, by resolution (issue 7).
 
-    python bench/phaser.py [--resolutions 1.0 1.2 1.5 1.8 2.0] [--trials 10] [--max-cases 40]
+    python bench/phaser.py [--resolutions 1.0 1.2 1.5 1.8 2.0] [--trials 32] [--max-cases 40]
 
 Cases, all built from the training CIFs (the phaser trains on NCI molecules only, never on them):
   * "real packing": every ordered P2_1/c training CIF (any setting) with cell edges <= 10 A, as
@@ -11,7 +11,8 @@ Cases, all built from the training CIFs (the phaser trains on NCI molecules only
 For each case and d_min, the amplitudes of every reflection inside the network's sphere (|h| <= 10
 in the standard setting) to d_min, no noise. Success is PhAI's measure: the map correlation with
 the true phases >= 0.95 at the best of the eight origins. Both methods get the same amplitudes:
-the network's first trial, the best of `--trials` by E-map skewness (no truth used), and
+the network's first trial, the best of `--trials` by the network's sign confidence (no truth
+used; models/neural_phaser.sign_confidence), and
 charge flipping (core/phasing.ChargeFlippingPhaser, the pipeline's default, with its own
 truth-free choice by skewness).
 """
@@ -104,10 +105,10 @@ def run_case(xs: xray.structure, d_min: float, neural: NeuralPhaser, seed: int) 
     f_obs = abs(truth).set_observation_type_xray_amplitude()
     t = time.monotonic()
     grid = GridData(f_obs)
-    signs, _logits, skew = neural.trials(grid)
+    signs, _logits, confidence, _skew = neural.trials(grid)
     t_net = time.monotonic() - t
     r_first = origin_correlation(grid.phased(signs[0]), truth)
-    r_best = origin_correlation(grid.phased(signs[int(np.argmax(skew))]), truth)
+    r_best = origin_correlation(grid.phased(signs[int(np.argmax(confidence))]), truth)
     t = time.monotonic()
     flipped = ChargeFlippingPhaser(seed=seed).phase(prepared(f_obs), f_obs.crystal_symmetry(), 60.0)
     t_cf = time.monotonic() - t
@@ -119,7 +120,7 @@ def run_case(xs: xray.structure, d_min: float, neural: NeuralPhaser, seed: int) 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--resolutions", type=float, nargs="+", default=[1.0, 1.2, 1.5, 1.8, 2.0])
-    ap.add_argument("--trials", type=int, default=10)
+    ap.add_argument("--trials", type=int, default=32)
     ap.add_argument("--cycles", type=int, default=12)
     ap.add_argument("--max-cases", type=int, default=40)
     ap.add_argument("--json", default=None)
@@ -140,7 +141,7 @@ def main() -> None:
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
     print()
-    print("| d_min (A) | cases | network, 1st trial | network, best of %d (skewness) | charge flipping | "
+    print("| d_min (A) | cases | network, 1st trial | network, best of %d (confidence) | charge flipping | "
           "median time network / CF (s) |" % args.trials)
     print("|---|---|---|---|---|---|")
     for d_min in args.resolutions:

@@ -198,18 +198,24 @@ def _phase_and_choose(data: PreparedData, sym: crystal.symmetry, contents: dict[
     start = time.monotonic()
     phaser = options.phaser or ChargeFlippingPhaser(seed=options.seed)
     fallback = options.phaser is None or getattr(options.phaser, "falls_back_to_flipping", False)
+    u0 = _starting_u(data)
+
+    def run(phaser_now):
+        return timer.run("phasing", phaser_now.phase, data, sym, options.phasing_time,
+                         lambda f, m: progress(0.05 + 0.35 * f, m))
+    try:
+        phasing = run(phaser)
+    except PhaserNotApplicable as exc:
+        if not fallback:
+            raise InputError(None, f"{phaser.name} phaser: {exc}") from None
+        refusal = f"{phaser.name} phaser not used: {exc}"
+        phaser = ChargeFlippingPhaser(seed=options.seed)
+        phasing = run(phaser)
+        phasing.notes.insert(0, refusal)
     # the seeds of the charge-flipping rounds after the first phasing
     flip_seeds = [options.seed + 1000 * r for r in range(2, PHASING_ROUNDS + 1)]
     if not isinstance(phaser, ChargeFlippingPhaser):
         flip_seeds = [options.seed] + flip_seeds
-    u0 = _starting_u(data)
-    try:
-        phasing = timer.run("phasing", phaser.phase, data, sym, options.phasing_time,
-                            lambda f, m: progress(0.05 + 0.35 * f, m))
-    except PhaserNotApplicable as exc:
-        if not fallback:
-            raise InputError(None, f"{phaser.name} phaser: {exc}") from None
-        phasing = PhasingResult(route=phaser.name, f_calc=None, notes=[f"{phaser.name} phaser not used: {exc}"])
     xs, chosen_map, quick_r1, choice = None, None, math.inf, "no candidate"
     if phasing.solved:
         progress(0.42, "peak search")

@@ -73,7 +73,7 @@ def model_card(saved: dict, onnx_difference: float) -> dict:
             "minutes_budget": cfg["minutes"],
             "checkpoint_choice": "best validation success rate (map correlation >= 0.95 at the best origin, "
                                  "one random start, fixed val-split samples at d_min 1.0-2.0 A)",
-            "command": f"python -m aisolve.models.train_phaser --out {cfg['out']} --preset {cfg['preset']} "
+            "command": f"python -m aisolve.models.train_phaser --out runs/phaser --preset {cfg['preset']} "
                        f"--minutes {cfg['minutes']:g} --seed {cfg['seed']} --n-smiles {cfg['n_smiles']} "
                        f"--p-denoise {cfg['p_denoise']:g} --max-cycles {cfg['max_cycles']}",
         },

@@ -4,8 +4,8 @@ The data are taken to the standard setting P 1 21/c 1 (P2_1/n, P2_1/a and other 
 group 14 are transformed with cctbx's change of basis and the phases taken back), put on the
 network's hkl grid (|h|, |k|, |l| <= 10 inside the sphere of radius 10), normalised to E-values
 and phased from several random starts, each recycled through the network. The trial chosen is
-the one with the most skewed E-map, a truth-free figure (true structures have a few high, sharp
-peaks); every trial is kept as a candidate so that the pipeline can choose by quick refinement.
+the one whose signs the network is surest of (a truth-free figure; see sign_confidence); every
+distinct trial is kept as a candidate so that the pipeline can choose by quick refinement.
 
 Reflections beyond the grid get no phase here (the pipeline's model refinement phases them);
 reflections inside the sphere that were not measured get the network's extended phases and
@@ -157,10 +157,19 @@ def map_skewness(density) -> np.ndarray:
     return (centred ** 3).mean(axis=1) / np.maximum((centred ** 2).mean(axis=1), 1e-30) ** 1.5
 
 
+def sign_confidence(logits: np.ndarray, e: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The network's own certainty of each trial's signs: the E-weighted mean |expected sign| over
+    the measured reflections. Trials that reached a right solution settle with confident signs;
+    on the validation split it picks the right trial at least as often as the map skewness does
+    (docs/BENCHMARKS.md)."""
+    w = e * mask
+    return (np.abs(np.tanh(logits / 2)) * w).sum(axis=(1, 2, 3)) / np.maximum(w.sum(axis=(1, 2, 3)), 1e-12)
+
+
 class NeuralPhaser:
     name = "neural"
 
-    def __init__(self, n_trials: int = 16, cycles: int = 12, seed: int = 0, weights_dir: Path = WEIGHTS_DIR,
+    def __init__(self, n_trials: int = 32, cycles: int = 12, seed: int = 0, weights_dir: Path = WEIGHTS_DIR,
                  device: str = "auto", backend: str = "auto", falls_back_to_flipping: bool = False):
         from aisolve.models.phase_net import DensityMaps
         self.n_trials, self.cycles, self.seed = n_trials, cycles, seed
@@ -169,8 +178,8 @@ class NeuralPhaser:
         self.runner = PhaseNetRunner(weights_dir, backend, device)
         self.density = DensityMaps()
 
-    def trials(self, grid: GridData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(signs, logits, skewness) of every trial from its own random start, on the grid."""
+    def trials(self, grid: GridData) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(signs, logits, confidence, skewness) of every trial from its own random start, on the grid."""
         batch = grid.inputs(self.n_trials)
         rng = np.random.default_rng(self.seed)
         signs = np.where(rng.random(batch["e"].shape) < 0.5, -1.0, 1.0) * batch["mask"]
@@ -178,7 +187,8 @@ class NeuralPhaser:
             logits = self.runner(batch["e"], batch["mask"], batch["inv_d"], signs, batch["present"])
             signs = np.tanh(logits / 2)
         hard = np.where(logits >= 0, 1.0, -1.0) * batch["present"]
-        return hard, logits, map_skewness(self.density(batch["e"] * batch["mask"] * hard))
+        return (hard, logits, sign_confidence(logits, batch["e"], batch["mask"]),
+                map_skewness(self.density(batch["e"] * batch["mask"] * hard)))
 
     def phase(self, data: PreparedData, symmetry: crystal.symmetry, time_budget: float = 60.0,
               progress: Progress = no_progress) -> PhasingResult:
@@ -186,30 +196,31 @@ class NeuralPhaser:
         check_applicable(symmetry)
         grid = GridData(data.f_obs)
         progress(0.1, f"neural phasing: {int(grid.mask.sum())} reflections on the grid, {self.n_trials} trials")
-        signs, logits, skew = self.trials(grid)
-        order = np.argsort(-skew)
+        signs, logits, confidence, skew = self.trials(grid)
+        order = np.argsort(-confidence)
         candidates, trials, seen = [], [], set()
         for i in order:
             key = _origin_free_key(signs[i], grid.mask)
-            trials.append(PhasingTrial(seed=self.seed * 1000 + int(i), figure_of_merit=float(skew[i]),
+            trials.append(PhasingTrial(seed=self.seed * 1000 + int(i), figure_of_merit=float(confidence[i]),
                                        iterations=self.cycles))
             if key in seen:
                 continue
             seen.add(key)
-            candidates.append((float(skew[i]), grid.phased(signs[i])))
+            candidates.append((float(confidence[i]), grid.phased(signs[i])))
         best = order[0]
         # the extension: |G| of the network's last transform is not kept, so the amplitude estimate
         # is the confidence-weighted sign of the logit in E units
         extension = grid.phased(np.tanh(logits[best] / 2), extended=True)
         n_beyond = data.f_obs.size() - candidates[0][1].size()
         notes = [f"neural phaser: {self.n_trials} trials x {self.cycles} cycles on {int(grid.mask.sum())} grid "
-                 f"reflections in {time.monotonic() - start:.1f} s; best E-map skewness {skew[best]:.2f}; "
+                 f"reflections in {time.monotonic() - start:.1f} s; best trial: sign confidence {confidence[best]:.3f}, "
+                 f"E-map skewness {skew[best]:.2f}; "
                  f"{extension.size()} unmeasured reflections of the sphere phased (extension)"]
         if n_beyond > 0:
             notes.append(f"{n_beyond} reflections beyond the network's hkl sphere are left to the model refinement")
-        progress(1.0, f"neural phasing: best skewness {skew[best]:.2f}")
+        progress(1.0, f"neural phasing: best sign confidence {confidence[best]:.3f}")
         return PhasingResult(route=self.name, f_calc=candidates[0][1], trials=trials,
-                             figure_of_merit=float(skew[best]), notes=notes, candidates=candidates,
+                             figure_of_merit=float(confidence[best]), notes=notes, candidates=candidates,
                              extension=extension)
 
 
