@@ -23,7 +23,8 @@ from cctbx.array_family import flex
 
 from aisolve.core.data_prep import PreparedData
 from aisolve.core.stages import PhaserNotApplicable, PhasingResult, PhasingTrial, Progress, no_progress
-from aisolve.models.data.phaser_samples import GRID_SHAPE, H_MAX
+from aisolve.models.data.phaser_samples import GRID_SHAPE, H_MAX, grid_indices, systematically_absent
+from aisolve.models.phase_grid import ORIGIN_PARITIES, DensityMaps, normalised_amplitudes
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 ONNX_FILE, TORCH_FILE = "phase_net.onnx", "phase_net.pt"
@@ -91,7 +92,6 @@ class GridData:
     """Amplitudes of standard-setting P2_1/c data on the network's grid, with the way back."""
 
     def __init__(self, f_obs: miller.array):
-        from aisolve.models.phase_net import normalised_amplitudes
         self.f_obs = f_obs
         self.cb_op = f_obs.space_group_info().change_of_basis_op_to_reference_setting()
         ref = f_obs.change_basis(self.cb_op).map_to_asu()
@@ -108,7 +108,6 @@ class GridData:
                 self.mask[h + H_MAX, k, l] = True
         self.amplitudes /= max(float(self.amplitudes.max()), 1e-12)
         # every reflection of the sphere that exists (not systematically absent) in P2_1/c
-        from aisolve.models.data.phaser_samples import grid_indices, systematically_absent
         hkl = grid_indices()
         keep = ~systematically_absent(hkl)
         self.hkl = hkl[keep]
@@ -171,7 +170,6 @@ class NeuralPhaser:
 
     def __init__(self, n_trials: int = 32, cycles: int = 12, seed: int = 0, weights_dir: Path = WEIGHTS_DIR,
                  device: str = "auto", backend: str = "auto", falls_back_to_flipping: bool = False):
-        from aisolve.models.phase_net import DensityMaps
         self.n_trials, self.cycles, self.seed = n_trials, cycles, seed
         # `--phaser auto`: the pipeline runs charge flipping when this phaser refuses or does poorly
         self.falls_back_to_flipping = falls_back_to_flipping
@@ -213,8 +211,8 @@ class NeuralPhaser:
         extension = grid.phased(np.tanh(logits[best] / 2), extended=True)
         n_beyond = data.f_obs.size() - candidates[0][1].size()
         notes = [f"neural phaser: {self.n_trials} trials x {self.cycles} cycles on {int(grid.mask.sum())} grid "
-                 f"reflections in {time.monotonic() - start:.1f} s; best trial: sign confidence {confidence[best]:.3f}, "
-                 f"E-map skewness {skew[best]:.2f}; "
+                 f"reflections in {time.monotonic() - start:.1f} s; best trial: sign confidence "
+                 f"{confidence[best]:.3f}, E-map skewness {skew[best]:.2f}; "
                  f"{extension.size()} unmeasured reflections of the sphere phased (extension)"]
         if n_beyond > 0:
             notes.append(f"{n_beyond} reflections beyond the network's hkl sphere are left to the model refinement")
@@ -226,7 +224,6 @@ class NeuralPhaser:
 
 def _origin_free_key(signs: np.ndarray, mask: np.ndarray) -> bytes:
     """The same solution at another of the eight origins gets the same key."""
-    from aisolve.models.phase_net import ORIGIN_PARITIES
     hkl = np.stack(np.meshgrid(np.arange(-H_MAX, H_MAX + 1), np.arange(H_MAX + 1), np.arange(H_MAX + 1),
                                indexing="ij"), axis=-1)
     keys = []

@@ -25,7 +25,8 @@ import torch
 from aisolve.models.data.generate import split_of
 from aisolve.models.data.molecules import embed, nci_smiles
 from aisolve.models.data.phaser_samples import PhaserSample, PhaserSampler
-from aisolve.models.phase_net import PhaseNet, PhaseNetConfig, map_correlation, normalised_amplitudes, origin_loss
+from aisolve.models.phase_grid import ORIGIN_PARITIES, map_correlation, normalised_amplitudes
+from aisolve.models.phase_net import PhaseNet, PhaseNetConfig, grid_hkl, origin_loss
 from aisolve.models.training import RunConfig
 
 MAX_HEAVY = 14  # Z = 4 at ~18 A^3 per atom in a cell of <= 1,000 A^3
@@ -82,7 +83,6 @@ def noisy_true_signs(batch: dict, rng, generator) -> torch.Tensor:
     flipped, p uniform in 0-0.5 per sample (0.5 = a random start). Iterating a network trained to
     improve partly right phases is what lets it climb from a random start at inference."""
 
-    from aisolve.models.phase_net import ORIGIN_PARITIES, grid_hkl
     hkl = grid_hkl(batch["e"].device)
     truth = torch.where(batch["pi"], -1.0, 1.0)
     out = []

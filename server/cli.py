@@ -126,7 +126,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
         options={"hydrogens": options.hydrogens, "h_counts": h_counter.name if h_counter else "geometry",
                  "use_formula": options.use_formula, "d_min": options.d_min,
                  "phasing_time": options.phasing_time, "seed": options.seed,
-                 "phaser": phaser.name if phaser else "charge_flipping", "phasing_route": args.phaser,
+                 "phaser": phaser.name if phaser else "charge_flipping", "phaser_requested": args.phaser,
                  "typer": typer.name,
                  "refine_cycles": options.refine_cycles},
         protected={p.resolve() for p in inputs.files} | ({Path(args.start_model).resolve()} if args.start_model

@@ -82,9 +82,7 @@ class Engine:
         from aisolve.server.cli import make_h_counter, make_phaser
         start = _take_attachment(params.get("start_model"), paths)
         inputs = self._inputs(params, paths)
-        route = params.get("phaser", "auto")
-        if route not in ("auto", "neural", "flip"):
-            raise JobError("bad_input", f"phaser must be 'auto', 'neural' or 'flip', not {route!r}")
+        route = _phaser_route(params)
         phaser = (StartingModelPhaser(read_start_model(start, inputs.template.cell)) if start
                   else make_phaser(route, int(params.get("seed", 0))))
         cycles = params.get("refine_cycles", 10)
@@ -124,9 +122,7 @@ class Engine:
         from aisolve.core.phasing import ChargeFlippingPhaser
         from aisolve.core.stages import PhaserNotApplicable
         from aisolve.server.cli import make_phaser
-        route = params.get("phaser", "auto")
-        if route not in ("auto", "neural", "flip"):
-            raise JobError("bad_input", f"phaser must be 'auto', 'neural' or 'flip', not {route!r}")
+        route = _phaser_route(params)
         inputs = self._inputs(params, paths)
         st = inputs.template
         data = prepare(inputs.reflections, st.symmetry, st.cell_contents or {"C": 1.0}, params.get("d_min"))
@@ -208,6 +204,13 @@ def _density_grid(f_obs, f_calc) -> tuple[list[int], bytes]:
     from aisolve.core.peaks import model_phased, sigma_scaled_map
     grid = sigma_scaled_map(model_phased(f_obs, f_calc)).real_map_unpadded().as_numpy_array().astype(np.float32)
     return list(grid.shape), np.ascontiguousarray(grid).tobytes()
+
+
+def _phaser_route(params: dict) -> str:
+    route = params.get("phaser", "auto")
+    if route not in ("auto", "neural", "flip"):
+        raise JobError("bad_input", f"phaser must be 'auto', 'neural' or 'flip', not {route!r}")
+    return route
 
 
 def _model_versions() -> dict:

@@ -15,7 +15,8 @@ from aisolve.core.data_prep import PreparedData
 from aisolve.core.stages import PhaserNotApplicable
 from aisolve.models.data.phaser_samples import H_MAX, PhaserSampler, grid_indices
 from aisolve.models.neural_phaser import GridData, NeuralPhaser, weights_present
-from aisolve.models.phase_net import ORIGIN_PARITIES, PhaseNet, equivalents, grid_hkl, origin_loss
+from aisolve.models.phase_grid import ORIGIN_PARITIES, equivalents
+from aisolve.models.phase_net import PhaseNet, grid_hkl, origin_loss
 from conftest import EXAMPLE
 
 SUCCESS_R = 0.95
