@@ -123,16 +123,15 @@ def _split_predictions(logits, asu_index, chunk, masks) -> list[np.ndarray]:
     return out
 
 
-def train(cfg: TrainConfig, log=print) -> dict:
+def fit_node_classifier(cfg: RunConfig, preset: dict, train_set: list, val_set: list, tokens_for, evaluate_fn,
+                        log=print) -> dict:
+    """The training both ElementNet-bodied networks share: per step a batch of graphs, each shown with
+    its cell contents at the rate cfg.p_contents, node tokens from `tokens_for(chunk, rng, nprng)`,
+    cross-entropy on the asymmetric-unit nodes; `evaluate_fn(model, val_set, device)` picks the best."""
     import torch
 
     from aisolve.models.training import fit
-    preset = PRESETS[cfg.preset]
     net_cfg: NetConfig = preset["net"]
-    t0 = time.monotonic()
-    train_set = load_examples(cfg.data, "train", net_cfg.cutoff)
-    val_set = load_examples(cfg.data, "val", net_cfg.cutoff)
-    log(f"loaded {len(train_set)} train and {len(val_set)} val graphs in {time.monotonic() - t0:.0f} s")
     torch.manual_seed(cfg.seed)
     model = ElementNet(net_cfg).to(cfg.device)
 
@@ -141,17 +140,32 @@ def train(cfg: TrainConfig, log=print) -> dict:
 
         def step():
             chunk = next(batches)
-            pass_two = rng.random() < cfg.p_pass_two
-            tokens = [tokens_for_pass_two(ex.label, nprng, _contents_z(ex), cfg.token_noise) if pass_two
-                      else np.full(ex.n_asu, UNKNOWN_TOKEN) for ex in chunk]
+            tokens = tokens_for(chunk, rng, nprng)
             known = [rng.random() < cfg.p_contents for _ in chunk]
             pos, tok, h, comp, b, edges, asu, labels = collate(chunk, tokens, known, cfg.device)
             logits = model(pos, tok, h, comp, b, edge_index=edges)[asu]
             return torch.nn.functional.cross_entropy(logits, labels)
         return step
 
-    return fit(model, cfg, preset["lr"], make_step, lambda: evaluate(model, val_set, cfg.device),
+    return fit(model, cfg, preset["lr"], make_step, lambda: evaluate_fn(model, val_set, cfg.device),
                {"net": net_cfg.as_dict(), "train_config": asdict(cfg)}, log=log)
+
+
+def train(cfg: TrainConfig, log=print) -> dict:
+    preset = PRESETS[cfg.preset]
+    cutoff = preset["net"].cutoff
+    t0 = time.monotonic()
+    train_set = load_examples(cfg.data, "train", cutoff)
+    val_set = load_examples(cfg.data, "val", cutoff)
+    log(f"loaded {len(train_set)} train and {len(val_set)} val graphs in {time.monotonic() - t0:.0f} s")
+
+    def tokens_for(chunk, rng, nprng):
+        # pass two: the peaks' own elements, noised, as tokens; else every token unknown
+        if rng.random() < cfg.p_pass_two:
+            return [tokens_for_pass_two(ex.label, nprng, _contents_z(ex), cfg.token_noise) for ex in chunk]
+        return [np.full(ex.n_asu, UNKNOWN_TOKEN) for ex in chunk]
+
+    return fit_node_classifier(cfg, preset, train_set, val_set, tokens_for, evaluate, log)
 
 
 def main(argv=None) -> int:

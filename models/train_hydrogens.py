@@ -11,14 +11,14 @@ otherwise). Resumable; best weights on the val split (atom accuracy).
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
 import aisolve.core  # noqa: F401  (cctbx first)
-from aisolve.models.element_net import ElementNet, NetConfig
+from aisolve.models.element_net import NetConfig
 from aisolve.models.h_data import N_H_CLASSES, load_saved
-from aisolve.models.train_elements import _batches, collate
+from aisolve.models.train_elements import collate, fit_node_classifier
 from aisolve.models.training import RunConfig
 
 PRESETS = {
@@ -68,31 +68,12 @@ def evaluate(model, examples, device, with_contents: bool = True) -> dict:
 
 
 def train(cfg: HTrainConfig, log=print) -> dict:
-    import torch
-
-    from aisolve.models.training import fit
-    preset = PRESETS[cfg.preset]
-    net_cfg: NetConfig = preset["net"]
     t0 = time.monotonic()
     examples = load_saved(cfg.data)
     train_set, val_set = split(examples, "train"), split(examples, "val")
     log(f"loaded {len(train_set)} train and {len(val_set)} val structures in {time.monotonic() - t0:.0f} s")
-    torch.manual_seed(cfg.seed)
-    model = ElementNet(net_cfg).to(cfg.device)
-
-    def make_step(rng, nprng):
-        batches = _batches(train_set, preset["batch_nodes"], rng)
-
-        def step():
-            chunk = next(batches)
-            known = [rng.random() < cfg.p_contents for _ in chunk]
-            pos, tok, h, comp, b, edges, asu, labels = collate(chunk, [ex.meta["tokens"] for ex in chunk], known,
-                                                               cfg.device)
-            return torch.nn.functional.cross_entropy(model(pos, tok, h, comp, b, edge_index=edges)[asu], labels)
-        return step
-
-    return fit(model, cfg, preset["lr"], make_step, lambda: evaluate(model, val_set, cfg.device),
-               {"net": net_cfg.as_dict(), "train_config": asdict(cfg)}, log=log)
+    return fit_node_classifier(cfg, PRESETS[cfg.preset], train_set, val_set,
+                               lambda chunk, rng, nprng: [ex.meta["tokens"] for ex in chunk], evaluate, log)
 
 
 def main(argv=None) -> int:
