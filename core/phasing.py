@@ -15,7 +15,8 @@ from cctbx.array_family import flex
 from smtbx.ab_initio import charge_flipping
 
 from aisolve.core.data_prep import PreparedData, normalisation_factors
-from aisolve.core.stages import PhasingResult, PhasingTrial, Progress, no_progress
+from aisolve.core.errors import InputError
+from aisolve.core.stages import PhaserNotApplicable, PhasingResult, PhasingTrial, Progress, no_progress
 
 
 def map_skewness(f_calc: miller.array) -> float:
@@ -74,3 +75,19 @@ class ChargeFlippingPhaser:
         fom, f_calc = candidates[0]
         return PhasingResult(route=self.name, f_calc=f_calc, trials=trials, figure_of_merit=fom, notes=notes,
                              candidates=candidates)
+
+
+def run_phaser(phaser, data: PreparedData, symmetry: crystal.symmetry, time_budget: float, seed: int = 0,
+               progress: Progress = no_progress):
+    """(result, the phaser that made it). A phaser that refuses the data (PhaserNotApplicable) hands
+    over to charge flipping when it `falls_back_to_flipping`, the refusal first in the notes;
+    otherwise the refusal is the user's error."""
+    try:
+        return phaser.phase(data, symmetry, time_budget, progress), phaser
+    except PhaserNotApplicable as exc:
+        if not getattr(phaser, "falls_back_to_flipping", False):
+            raise InputError(None, f"{phaser.name} phaser: {exc}") from None
+        flipping = ChargeFlippingPhaser(seed=seed)
+        result = flipping.phase(data, symmetry, time_budget, progress)
+        result.notes.insert(0, f"{phaser.name} phaser not used: {exc}")
+        return result, flipping

@@ -23,11 +23,11 @@ from aisolve.core.geometry import bonds, structure_from_sites
 from aisolve.core.hydrogens import HydrogenGroup, checked_counts, place_hydrogens
 from aisolve.core.model import Atom, ReflectionData, Structure, u_star_to_u_cif
 from aisolve.core.peaks import difference_coefficients, fourier_peaks, model_phased, sigma_scaled_map
-from aisolve.core.phasing import ChargeFlippingPhaser
+from aisolve.core.phasing import ChargeFlippingPhaser, run_phaser
 from aisolve.core.reflection_stats import absence_classes, ABSENCE_I_SIGMA_LIMIT
 from aisolve.core.refine import Figures, RefinementResult, optimise_weights, refine, set_refinement_flags
-from aisolve.core.stages import (NOT_AN_ATOM, AtomTyper, HydrogenCounter, Phaser, PhaserNotApplicable,
-                                 PhasingResult, Progress, TypingContext, no_progress)
+from aisolve.core.stages import (NOT_AN_ATOM, AtomTyper, HydrogenCounter, Phaser, PhasingResult, Progress,
+                                 TypingContext, no_progress)
 from aisolve.core.typing_baseline import BaselineTyper, asu_weights, expected_per_asu
 
 UNSOLVED_R1 = 0.25  # above this after refinement the structure is reported as not solved
@@ -199,19 +199,8 @@ def _phase_and_choose(data: PreparedData, sym: crystal.symmetry, contents: dict[
     phaser = options.phaser or ChargeFlippingPhaser(seed=options.seed)
     fallback = options.phaser is None or getattr(options.phaser, "falls_back_to_flipping", False)
     u0 = _starting_u(data)
-
-    def run(phaser_now):
-        return timer.run("phasing", phaser_now.phase, data, sym, options.phasing_time,
-                         lambda f, m: progress(0.05 + 0.35 * f, m))
-    try:
-        phasing = run(phaser)
-    except PhaserNotApplicable as exc:
-        if not fallback:
-            raise InputError(None, f"{phaser.name} phaser: {exc}") from None
-        refusal = f"{phaser.name} phaser not used: {exc}"
-        phaser = ChargeFlippingPhaser(seed=options.seed)
-        phasing = run(phaser)
-        phasing.notes.insert(0, refusal)
+    phasing, phaser = timer.run("phasing", run_phaser, phaser, data, sym, options.phasing_time, options.seed,
+                                lambda f, m: progress(0.05 + 0.35 * f, m))
     # the seeds of the charge-flipping rounds after the first phasing
     flip_seeds = [options.seed + 1000 * r for r in range(2, PHASING_ROUNDS + 1)]
     if not isinstance(phaser, ChargeFlippingPhaser):

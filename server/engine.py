@@ -119,24 +119,15 @@ class Engine:
         from aisolve.core.data_prep import prepare
         from aisolve.core.fcf import fcf_text_from_arrays
         from aisolve.core.peaks import fourier_peaks
-        from aisolve.core.phasing import ChargeFlippingPhaser
-        from aisolve.core.stages import PhaserNotApplicable
+        from aisolve.core.phasing import ChargeFlippingPhaser, run_phaser
         from aisolve.server.cli import make_phaser
         route = _phaser_route(params)
         inputs = self._inputs(params, paths)
         st = inputs.template
         data = prepare(inputs.reflections, st.symmetry, st.cell_contents or {"C": 1.0}, params.get("d_min"))
         seed, budget = int(params.get("seed", 0)), float(params.get("phasing_time", 60))
-        phaser, notes = make_phaser(route, seed), []
-        try:
-            phasing = phaser.phase(data, st.symmetry, budget, progress) if phaser else None
-        except PhaserNotApplicable as exc:
-            if route == "neural":
-                raise JobError("bad_input", f"neural phaser: {exc}") from None
-            phasing, notes = None, [f"neural phaser not used: {exc}"]
-        if phasing is None:
-            phasing = ChargeFlippingPhaser(seed=seed).phase(data, st.symmetry, budget, progress)
-            phasing.notes = notes + phasing.notes
+        phaser = make_phaser(route, seed) or ChargeFlippingPhaser(seed=seed)
+        phasing, _ = run_phaser(phaser, data, st.symmetry, budget, seed, progress)
         if not phasing.solved:
             return {"solved": False, "route": phasing.route, "notes": phasing.notes}, {}
         text = fcf_text_from_arrays(inputs.stem, st.cell, st.space_group, data.fo_sq, phasing.f_calc)
