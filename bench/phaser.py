@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 import time
 from pathlib import Path
@@ -28,45 +27,17 @@ from pathlib import Path
 import numpy as np
 
 import aisolve.core  # noqa: F401  (cctbx first)
-from cctbx import crystal, miller, xray
-from cctbx.array_family import flex
+from cctbx import crystal, xray
 
 from aisolve.core.data_prep import PreparedData
 from aisolve.core.phasing import ChargeFlippingPhaser
 from aisolve.models.data.generate import split_of
-from aisolve.models.data.phaser_samples import H_MAX, PhaserSampler
+from aisolve.models.data.phaser_samples import PhaserSampler
 from aisolve.models.data.real_sources import load_ordered, training_cifs
-from aisolve.models.neural_phaser import WEIGHTS_DIR, GridData, NeuralPhaser
+from aisolve.models.neural_phaser import WEIGHTS_DIR, GridData, NeuralPhaser, origin_correlation, sphere_set
 
 CIFS = Path(__file__).resolve().parents[2] / "shared" / "data" / "training-cifs"
 SUCCESS_R = 0.95
-
-
-def origin_correlation(phased: miller.array, truth: miller.array) -> float:
-    """|F|^2-weighted mean cos(phase difference) at the best of the eight P2_1/c origins."""
-    a, b = phased.common_sets(truth)
-    w = np.asarray(flex.pow2(flex.abs(b.data())))
-    d = np.asarray(flex.arg(a.data())) - np.asarray(flex.arg(b.data()))
-    hkl = np.array(a.indices(), dtype=float)
-    best = -1.0
-    for t in ((x, y, z) for x in (0, .5) for y in (0, .5) for z in (0, .5)):
-        best = max(best, float((w * np.cos(d - 2 * math.pi * hkl @ np.array(t))).sum() / max(w.sum(), 1e-12)))
-    return best
-
-
-def sphere_set(sym: crystal.symmetry, d_min: float) -> miller.set:
-    """Reflections to d_min inside the network's sphere (counted in the standard setting)."""
-    ms = miller.build_set(sym, anomalous_flag=False, d_min=d_min).remove_systematic_absences()
-    cb = sym.space_group_info().change_of_basis_op_to_reference_setting()
-    ref = ms.change_basis(cb).indices()
-    keep = flex.bool([max(abs(h), abs(k), abs(l)) <= H_MAX and h * h + k * k + l * l <= H_MAX ** 2
-                      for h, k, l in ref])
-    return ms.select(keep)
-
-
-def prepared(f_obs: miller.array) -> PreparedData:
-    return PreparedData(fo_sq=f_obs.f_as_f_sq(), f_obs=f_obs, e_values=f_obs, wilson_b=0.0, wilson_scale=1.0,
-                        d_min=f_obs.d_min(), n_measured=f_obs.size(), r_int=None)
 
 
 def cases(max_cases: int, seed: int = 0) -> list[tuple[str, str, xray.structure]]:
@@ -110,7 +81,7 @@ def run_case(xs: xray.structure, d_min: float, neural: NeuralPhaser, seed: int) 
     r_first = origin_correlation(grid.phased(signs[0]), truth)
     r_best = origin_correlation(grid.phased(signs[int(np.argmax(confidence))]), truth)
     t = time.monotonic()
-    flipped = ChargeFlippingPhaser(seed=seed).phase(prepared(f_obs), f_obs.crystal_symmetry(), 60.0)
+    flipped = ChargeFlippingPhaser(seed=seed).phase(PreparedData.from_amplitudes(f_obs), f_obs.crystal_symmetry(), 60.0)
     t_cf = time.monotonic() - t
     r_cf = origin_correlation(flipped.f_calc, truth) if flipped.solved else 0.0
     return {"n_refl": f_obs.size(), "r_net_first": r_first, "r_net_best": r_best, "r_cf": r_cf,

@@ -22,6 +22,12 @@ class PreparedData:
     r_int: float | None
     notes: list[str] = field(default_factory=list)
 
+    @classmethod
+    def from_amplitudes(cls, f_obs: miller.array) -> "PreparedData":
+        """Phasing input only (simulated amplitudes, no sigmas): for phasers, not for refinement."""
+        return cls(fo_sq=f_obs.f_as_f_sq(), f_obs=f_obs, e_values=f_obs, wilson_b=0.0, wilson_scale=1.0,
+                   d_min=f_obs.d_min(), n_measured=f_obs.size(), r_int=None)
+
 
 def _intensities(refl: ReflectionData, sym: crystal.symmetry) -> miller.array:
     ma = refl.miller_array(sym)

@@ -24,7 +24,7 @@ from cctbx.array_family import flex
 from aisolve.core.data_prep import PreparedData
 from aisolve.core.stages import PhaserNotApplicable, PhasingResult, PhasingTrial, Progress, no_progress
 from aisolve.models.data.phaser_samples import GRID_SHAPE, H_MAX, grid_indices, systematically_absent
-from aisolve.models.phase_grid import ORIGIN_PARITIES, DensityMaps, normalised_amplitudes
+from aisolve.models.phase_grid import GRID_HKL, ORIGIN_PARITIES, DensityMaps, normalised_amplitudes
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 ONNX_FILE, TORCH_FILE = "phase_net.onnx", "phase_net.pt"
@@ -149,6 +149,23 @@ class GridData:
         return back.customized_copy(crystal_symmetry=self.f_obs.crystal_symmetry())
 
 
+def sphere_set(symmetry: crystal.symmetry, d_min: float) -> miller.set:
+    """The reflections to d_min that lie inside the network's sphere (counted in P 1 21/c 1)."""
+    ms = miller.build_set(symmetry, anomalous_flag=False, d_min=d_min).remove_systematic_absences()
+    ref = ms.change_basis(symmetry.space_group_info().change_of_basis_op_to_reference_setting()).indices()
+    return ms.select(flex.bool([h * h + k * k + l * l <= H_MAX ** 2 for h, k, l in ref]))
+
+
+def origin_correlation(phased: miller.array, truth: miller.array) -> float:
+    """PhAI's success measure on phased amplitudes: the |F|^2-weighted mean cos(phase difference)
+    with the true structure factors at the best of the eight P2_1/c origins."""
+    a, b = phased.common_sets(truth)
+    w = np.asarray(flex.pow2(flex.abs(b.data())))
+    d = np.asarray(flex.arg(a.data())) - np.asarray(flex.arg(b.data()))
+    hkl = np.array(a.indices(), dtype=float)
+    return max(float((w * np.cos(d - np.pi * hkl @ parity)).sum() / max(w.sum(), 1e-12)) for parity in ORIGIN_PARITIES)
+
+
 def map_skewness(density) -> np.ndarray:
     """Skewness of each density map of a batch (true structures: a few high, sharp peaks)."""
     flat = density.reshape(density.shape[0], -1)
@@ -224,10 +241,8 @@ class NeuralPhaser:
 
 def _origin_free_key(signs: np.ndarray, mask: np.ndarray) -> bytes:
     """The same solution at another of the eight origins gets the same key."""
-    hkl = np.stack(np.meshgrid(np.arange(-H_MAX, H_MAX + 1), np.arange(H_MAX + 1), np.arange(H_MAX + 1),
-                               indexing="ij"), axis=-1)
     keys = []
     for parity in ORIGIN_PARITIES:
-        flip = np.where((hkl @ parity) % 2 == 1, -1, 1)
+        flip = np.where((GRID_HKL @ parity) % 2 == 1, -1, 1)
         keys.append((np.sign(signs * flip)[mask] > 0).tobytes())
     return min(keys)

@@ -10,6 +10,9 @@ from aisolve.models.data.phaser_samples import GRID_SHAPE, H_MAX, grid_indices
 
 FFT_N = 24  # density grid per axis: > 2 H_MAX, and even so that half-cell origin shifts are exact
 ORIGIN_PARITIES = np.array([(a, b, c) for a in (0, 1) for b in (0, 1) for c in (0, 1)])
+# (h, k, l) of every point of the reflection grid, shape GRID_SHAPE + (3,)
+GRID_HKL = np.stack(np.meshgrid(np.arange(-H_MAX, H_MAX + 1), np.arange(H_MAX + 1), np.arange(H_MAX + 1),
+                                indexing="ij"), axis=-1)
 
 
 def equivalents(h: int, k: int, l: int) -> list[tuple[tuple[int, int, int], int]]:
@@ -58,13 +61,11 @@ class DensityMaps:
 def map_correlation(signs: np.ndarray, phase_is_pi: np.ndarray, amplitudes: np.ndarray, mask: np.ndarray) -> float:
     """PhAI's success measure: the correlation of the maps with the observed amplitudes and the
     predicted or the true signs, at the best of the eight origins (1.0 = identical maps)."""
-    hkl = np.stack(np.meshgrid(np.arange(-H_MAX, H_MAX + 1), np.arange(H_MAX + 1), np.arange(H_MAX + 1),
-                               indexing="ij"), axis=-1)
     w = amplitudes ** 2 * mask
     true = np.where(phase_is_pi, -1.0, 1.0)
     best = -1.0
     for parity in ORIGIN_PARITIES:
-        flip = np.where((hkl @ parity) % 2 == 1, -1.0, 1.0)
+        flip = np.where((GRID_HKL @ parity) % 2 == 1, -1.0, 1.0)
         best = max(best, float((w * signs * true * flip).sum() / max(w.sum(), 1e-12)))
     return best
 

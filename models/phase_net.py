@@ -25,8 +25,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from aisolve.models.data.phaser_samples import GRID_SHAPE, H_MAX
-from aisolve.models.phase_grid import FFT_N, ORIGIN_PARITIES, grid_maps
+from aisolve.models.data.phaser_samples import GRID_SHAPE
+from aisolve.models.phase_grid import FFT_N, GRID_HKL, ORIGIN_PARITIES, grid_maps
 
 
 @dataclass
@@ -110,6 +110,4 @@ def origin_loss(logits: torch.Tensor, phase_is_pi: torch.Tensor, weight: torch.T
 
 
 def grid_hkl(device) -> torch.Tensor:
-    h = torch.arange(-H_MAX, H_MAX + 1, device=device)
-    k = torch.arange(0, H_MAX + 1, device=device)
-    return torch.stack(torch.meshgrid(h, k, k, indexing="ij"), dim=-1)
+    return torch.as_tensor(GRID_HKL, device=device)

@@ -14,7 +14,7 @@ from cctbx.array_family import flex
 from aisolve.core.data_prep import PreparedData
 from aisolve.core.stages import PhaserNotApplicable
 from aisolve.models.data.phaser_samples import H_MAX, PhaserSampler, grid_indices
-from aisolve.models.neural_phaser import GridData, NeuralPhaser, weights_present
+from aisolve.models.neural_phaser import GridData, NeuralPhaser, origin_correlation, sphere_set, weights_present
 from aisolve.models.phase_grid import ORIGIN_PARITIES, equivalents
 from aisolve.models.phase_net import PhaseNet, grid_hkl, origin_loss
 from conftest import EXAMPLE
@@ -41,25 +41,8 @@ def _structure(seed: int = 3) -> xray.structure:
 
 def _sphere_data(xs: xray.structure, d_min: float) -> tuple[miller.array, miller.array]:
     """(true F, |F| as measured data) inside the network's sphere, in the structure's own setting."""
-    ms = miller.build_set(xs.crystal_symmetry(), anomalous_flag=False, d_min=d_min).remove_systematic_absences()
-    ref = ms.change_basis(xs.space_group_info().change_of_basis_op_to_reference_setting()).indices()
-    ms = ms.select(flex.bool([h * h + k * k + l * l <= H_MAX ** 2 for h, k, l in ref]))
-    truth = ms.structure_factors_from_scatterers(xs, algorithm="direct").f_calc()
+    truth = sphere_set(xs.crystal_symmetry(), d_min).structure_factors_from_scatterers(xs, algorithm="direct").f_calc()
     return truth, abs(truth).set_observation_type_xray_amplitude()
-
-
-def _origin_correlation(phased: miller.array, truth: miller.array) -> float:
-    a, b = phased.common_sets(truth)
-    w = np.asarray(flex.pow2(flex.abs(b.data())))
-    d = np.asarray(flex.arg(a.data())) - np.asarray(flex.arg(b.data()))
-    hkl = np.array(a.indices(), dtype=float)
-    return max(float((w * np.cos(d - np.pi * hkl @ np.array(p, dtype=float))).sum() / w.sum())
-               for p in ORIGIN_PARITIES)
-
-
-def _prepared(f_obs: miller.array) -> PreparedData:
-    return PreparedData(fo_sq=f_obs.f_as_f_sq(), f_obs=f_obs, e_values=f_obs, wilson_b=0.0, wilson_scale=1.0,
-                        d_min=f_obs.d_min(), n_measured=f_obs.size(), r_int=None)
 
 
 def test_equivalents_match_direct_structure_factors():
@@ -133,10 +116,11 @@ def test_other_space_groups_are_refused_clearly():
     ms = miller.build_set(sym, False, d_min=1.0)
     f_obs = ms.array(data=flex.double(ms.size(), 1.0))
     with pytest.raises(PhaserNotApplicable, match="P2_1/c"):
-        NeuralPhaser.__new__(NeuralPhaser).phase(_prepared(f_obs), sym)
+        NeuralPhaser.__new__(NeuralPhaser).phase(PreparedData.from_amplitudes(f_obs), sym)
     big = crystal.symmetry(unit_cell=(7, 16, 9, 90, 100, 90), space_group_symbol="P 1 21/n 1")
     with pytest.raises(PhaserNotApplicable, match="edges <= 10 A"):
-        NeuralPhaser.__new__(NeuralPhaser).phase(_prepared(f_obs.customized_copy(crystal_symmetry=big)), big)
+        big_data = PreparedData.from_amplitudes(f_obs.customized_copy(crystal_symmetry=big))
+        NeuralPhaser.__new__(NeuralPhaser).phase(big_data, big)
 
 
 needs_weights = pytest.mark.skipif(not weights_present(), reason="phase_net.pt is not installed")
@@ -150,10 +134,10 @@ def test_shipped_model_phases_a_small_structure_at_1_angstrom(setting):
     xs_ref = _structure(5)
     xs = xs_ref.change_basis(sgtbx.space_group_info(setting).change_of_basis_op_to_reference_setting().inverse())
     truth, f_obs = _sphere_data(xs, 1.0)
-    result = NeuralPhaser(seed=0, device="cpu").phase(_prepared(f_obs), xs.crystal_symmetry())
+    result = NeuralPhaser(seed=0, device="cpu").phase(PreparedData.from_amplitudes(f_obs), xs.crystal_symmetry())
     assert result.route == "neural" and result.solved
     assert result.f_calc.size() == f_obs.size()
-    assert _origin_correlation(result.f_calc, truth) >= SUCCESS_R
+    assert origin_correlation(result.f_calc, truth) >= SUCCESS_R
     assert result.extension is not None and result.extension.size() > 0  # unmeasured reflections of the sphere
 
 
