@@ -17,7 +17,7 @@ import numpy as np
 from aisolve.models.data.labelling import PeakGraph
 from aisolve.models.data.shards import read_shard
 from aisolve.models.element_net import MAX_Z, NOT_ATOM_TOKEN, UNKNOWN_TOKEN
-from aisolve.models.graph_inputs import build_input
+from aisolve.models.graph_inputs import CONTEXT_RADIUS, build_input
 
 
 @dataclass
@@ -49,6 +49,28 @@ def to_example(graph, cutoff: float) -> Example:
     label[label > MAX_Z] = 0  # nothing beyond Pu occurs; keep the class range fixed
     return Example(gi.pos, gi.height, gi.source.astype(np.int64), gi.n_asu, label, edges,
                    dict(graph.contents), dict(graph.meta))
+
+
+def thin_non_atoms(ex: Example, drop: float, rng: np.random.Generator) -> Example:
+    """`ex` without a random share `drop` of its 'not an atom' peaks (and their context copies),
+    heights renormalised to the remaining peaks' median as build_input does. Training graphs lose
+    atoms to noisy maps and hold about 46 % noise peaks; a graph the pipeline builds around a
+    refined model holds all atoms and fewer: thinning teaches the network both."""
+    gone = (ex.label == 0) & (rng.random(ex.n_asu) < drop)
+    if not gone.any() or gone.all():
+        return ex
+    from scipy.spatial import cKDTree
+    keep_node = ~gone[ex.source]
+    # a context copy stays only while it is still near a remaining asymmetric-unit peak
+    near, _ = cKDTree(ex.pos[:ex.n_asu][~gone]).query(ex.pos, k=1)
+    keep_node[ex.n_asu:] &= near[ex.n_asu:] < CONTEXT_RADIUS
+    new_index = np.cumsum(keep_node) - 1
+    keep_edge = keep_node[ex.edges[0]] & keep_node[ex.edges[1]]
+    asu_map = np.cumsum(~gone) - 1
+    height = ex.height[keep_node]
+    scale = float(np.median(ex.height[:ex.n_asu][~gone]))
+    return Example(ex.pos[keep_node], height / max(scale, 1e-6), asu_map[ex.source[keep_node]], int((~gone).sum()),
+                   ex.label[~gone], new_index[ex.edges[:, keep_edge]], ex.contents, ex.meta)
 
 
 def split_graphs(dirs: list[str | Path], split: str, split_seed: int = 0) -> Iterator[PeakGraph]:

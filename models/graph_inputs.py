@@ -20,6 +20,13 @@ from aisolve.core.elements import ATOMIC_NUMBER
 
 CONTEXT_RADIUS = 3.2  # A
 UNKNOWN_TOKEN = 0  # element token when the cell contents do not say
+PEAK_FACTOR = 1.3  # a graph holds the map's int(1.3 n) + 3 highest peaks for n atoms in the asymmetric unit
+PEAK_MIN_HEIGHT = 0.5  # sigma
+
+
+def graph_peak_count(n_atoms: int) -> int:
+    """How many peaks a graph of a structure with `n_atoms` asymmetric-unit atoms holds (training and inference)."""
+    return int(PEAK_FACTOR * n_atoms) + 3
 
 
 @dataclass

@@ -18,8 +18,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 import aisolve.core  # noqa: F401  (cctbx first)
-from aisolve.models.element_data import Example, load_examples, tokens_for_pass_two
-from aisolve.models.element_net import (UNKNOWN_TOKEN, ElementNet, NetConfig,
+from aisolve.models.element_data import Example, load_examples, thin_non_atoms, tokens_for_pass_two
+from aisolve.models.element_net import (N_CLASSES, UNKNOWN_TOKEN, ElementNet, NetConfig,
                                         composition_vector)
 from aisolve.models.training import RunConfig
 
@@ -36,6 +36,8 @@ class TrainConfig(RunConfig):
     data: list[str]
     p_pass_two: float = 0.5
     token_noise: float = 0.15
+    p_thin: float = 0.0  # share of graphs shown with some of their noise peaks removed (thin_non_atoms)
+    not_atom_weight: float = 1.0  # cross-entropy weight of 'not an atom' (below 1: missing an atom costs more)
 
 
 def collate(examples: list[Example], tokens: list[np.ndarray], contents_known: list[bool], device):
@@ -124,27 +126,32 @@ def _split_predictions(logits, asu_index, chunk, masks) -> list[np.ndarray]:
 
 
 def fit_node_classifier(cfg: RunConfig, preset: dict, train_set: list, val_set: list, tokens_for, evaluate_fn,
-                        log=print) -> dict:
+                        log=print, augment=None, class_weights=None) -> dict:
     """The training both ElementNet-bodied networks share: per step a batch of graphs, each shown with
     its cell contents at the rate cfg.p_contents, node tokens from `tokens_for(chunk, rng, nprng)`,
-    cross-entropy on the asymmetric-unit nodes; `evaluate_fn(model, val_set, device)` picks the best."""
+    cross-entropy on the asymmetric-unit nodes; `evaluate_fn(model, val_set, device)` picks the best.
+    `augment(chunk, rng, nprng)`, if given, changes a batch's graphs before anything else;
+    `class_weights` (a tensor over the classes) weights the cross-entropy."""
     import torch
 
     from aisolve.models.training import fit
     net_cfg: NetConfig = preset["net"]
     torch.manual_seed(cfg.seed)
     model = ElementNet(net_cfg).to(cfg.device)
+    weight = None if class_weights is None else class_weights.to(cfg.device)
 
     def make_step(rng, nprng):
         batches = _batches(train_set, preset["batch_nodes"], rng)
 
         def step():
             chunk = next(batches)
+            if augment is not None:
+                chunk = augment(chunk, rng, nprng)
             tokens = tokens_for(chunk, rng, nprng)
             known = [rng.random() < cfg.p_contents for _ in chunk]
             pos, tok, h, comp, b, edges, asu, labels = collate(chunk, tokens, known, cfg.device)
             logits = model(pos, tok, h, comp, b, edge_index=edges)[asu]
-            return torch.nn.functional.cross_entropy(logits, labels)
+            return torch.nn.functional.cross_entropy(logits, labels, weight=weight)
         return step
 
     return fit(model, cfg, preset["lr"], make_step, lambda: evaluate_fn(model, val_set, cfg.device),
@@ -165,15 +172,24 @@ def train(cfg: TrainConfig, log=print) -> dict:
             return [tokens_for_pass_two(ex.label, nprng, _contents_z(ex), cfg.token_noise) for ex in chunk]
         return [np.full(ex.n_asu, UNKNOWN_TOKEN) for ex in chunk]
 
-    return fit_node_classifier(cfg, preset, train_set, val_set, tokens_for, evaluate, log)
+    def augment(chunk, rng, nprng):
+        return [thin_non_atoms(ex, rng.random(), nprng) if rng.random() < cfg.p_thin else ex for ex in chunk]
+
+    import torch
+    weights = torch.ones(N_CLASSES)
+    weights[0] = cfg.not_atom_weight
+    return fit_node_classifier(cfg, preset, train_set, val_set, tokens_for, evaluate, log, augment, weights)
 
 
 def main(argv=None) -> int:
     from aisolve.models.training import common_options, print_outcome, training_parser
     p = training_parser(__doc__.splitlines()[0], PRESETS, 60.0)
     p.add_argument("--data", nargs="+", required=True, help="generated data sets (directories with manifest.json)")
+    p.add_argument("--p-thin", type=float, default=0.0, help="share of graphs with some noise peaks removed")
+    p.add_argument("--not-atom-weight", type=float, default=1.0, help="cross-entropy weight of 'not an atom'")
     a = p.parse_args(argv)
-    print_outcome(train(TrainConfig(data=a.data, **common_options(a))))
+    print_outcome(train(TrainConfig(data=a.data, p_thin=a.p_thin, not_atom_weight=a.not_atom_weight,
+                                    **common_options(a))))
     return 0
 
 

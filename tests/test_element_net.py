@@ -1,6 +1,8 @@
 """The shipped element network: loading, typing a real structure, ONNX/torch parity, invariance, decoding."""
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -102,3 +104,30 @@ def test_a_graph_without_edges_is_typed(reference):
     p = pred.predict(np.array([[0.1, 0.1, 0.1], [0.45, 0.6, 0.3]]), np.array([1.0, 1.2]), (20, 20, 20, 90, 90, 90),
                      "P 1", {"C": 1, "O": 1})
     assert len(p.classes) == 2 and np.isfinite(p.log_probs[:, [0, 6, 8]]).all()
+
+
+def test_the_typer_shows_the_network_a_graph_as_in_training(reference):
+    """The model's atoms plus the map's highest other peaks, as many as a training graph holds
+    (graph_peak_count), none of them within 0.5 A of an atom or of an atom's symmetry copy."""
+    from aisolve.core.data_prep import prepare
+    from aisolve.core.peaks import model_phased
+    from aisolve.models.element_typer import map_heights, with_map_peaks
+    from aisolve.models.graph_inputs import graph_peak_count
+    refl = load_reflections(EXAMPLE / "sucrose.hkl")
+    sym = reference.symmetry
+    data = prepare(refl, sym, reference.cell_contents)
+    xs = reference.to_xray(include_hydrogens=False)
+    coefficients = model_phased(data.f_obs, data.f_obs.structure_factors_from_scatterers(xs).f_calc())
+    sites = np.array([a.xyz for a in reference.non_h_atoms()])
+    all_sites, heights = with_map_peaks(sites, map_heights(coefficients, sites), coefficients, sym)
+    assert len(all_sites) == graph_peak_count(23) == len(heights)
+    assert np.array_equal(all_sites[:23], sites)
+    extra = all_sites[23:]
+    # brute force over the operators and neighbouring cells
+    uc, shifts = sym.unit_cell(), np.array(list(itertools.product((-1, 0, 1), repeat=3)))
+    for p in extra:
+        d = min(uc.distance(op * tuple(p), tuple(s + t)) for op in sym.space_group().all_ops()
+                for s in sites for t in shifts)
+        assert d > 0.5
+    # atoms stand far above the extra peaks of a model-phased map
+    assert heights[:23].min() > heights[23:].max()

@@ -48,3 +48,32 @@ def test_too_many_nodes_is_an_error_not_a_silent_cap():
     frac = np.array([a.xyz for a in st.atoms if a.element != "H"])
     with pytest.raises(ValueError, match="max_nodes=30"):
         build_input(frac, np.ones(len(frac)), st.cell, st.space_group.type().hall_symbol(), max_nodes=30)
+
+
+def test_thinning_noise_peaks_equals_building_the_graph_without_them():
+    from aisolve.models.data.labelling import PeakGraph
+    from aisolve.models.element_data import radius_edge_array, thin_non_atoms, to_example
+    st = read_ins(EXAMPLE / "reference" / "sucrose.res")
+    heavy = [a for a in st.atoms if a.element != "H"]
+    rng = np.random.default_rng(4)
+    atoms = np.array([a.xyz for a in heavy])
+    noise = rng.random((9, 3))
+    label = np.array([6 if a.element == "C" else 8 for a in heavy] + [0] * 9)
+    hall = st.space_group.type().hall_symbol()
+
+    def graph(xyz, lab):
+        height = 1.0 + np.arange(len(xyz), dtype=float)
+        return PeakGraph(st.cell, hall, {"C": 24, "O": 22}, xyz, height, lab, np.zeros(len(xyz)))
+
+    full = to_example(graph(np.concatenate([atoms, noise]), label), 3.2)
+    thinned = thin_non_atoms(full, 1.0, rng)
+    direct = to_example(graph(atoms, label[:23]), 3.2)
+    # the same nodes in the same order, with the heights renormalised to the remaining peaks
+    assert thinned.n_asu == 23 and np.array_equal(thinned.label, direct.label)
+    assert np.array_equal(thinned.source, direct.source)
+    assert np.allclose(thinned.pos, direct.pos)
+    assert np.allclose(thinned.height, direct.height)
+    edges = lambda e: sorted(map(tuple, e.T.tolist()))  # noqa: E731
+    assert edges(thinned.edges) == edges(direct.edges) == edges(radius_edge_array(direct.pos, 3.2))
+    # dropping nothing leaves the graph as it was
+    assert thin_non_atoms(full, 0.0, rng) is full

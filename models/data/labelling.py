@@ -20,6 +20,7 @@ from aisolve.core.evaluate import h_counts_by_distance
 from aisolve.core.model import ReflectionData, Structure
 from aisolve.core.peaks import fourier_peaks
 from aisolve.core.phasing import ChargeFlippingPhaser
+from aisolve.models.graph_inputs import PEAK_MIN_HEIGHT, graph_peak_count
 
 MATCH = 0.5  # A
 NOT_AN_ATOM = 0
@@ -43,7 +44,7 @@ def _true_non_h(model: Structure) -> tuple[list[int], list[int], list[int]]:
     return idx, [ATOMIC_NUMBER[model.atoms[i].element] for i in idx], [h_counts[i] for i in idx]
 
 
-def label_graph(model: Structure, refl: ReflectionData, seed: int, peak_factor: float = 1.3,
+def label_graph(model: Structure, refl: ReflectionData, seed: int,
                 phasing_time: float = 5.0) -> PeakGraph | None:
     """The peak graph of the map phased from `refl`, labelled from `model`; None if unphased."""
     sym = model.symmetry
@@ -53,8 +54,7 @@ def label_graph(model: Structure, refl: ReflectionData, seed: int, peak_factor: 
     if not phasing.solved:
         return None
     idx, z_true, h_true = _true_non_h(model)
-    n_peaks = int(peak_factor * len(idx)) + 3
-    peaks = fourier_peaks(phasing.f_calc, max_peaks=n_peaks, min_height=0.5)
+    peaks = fourier_peaks(phasing.f_calc, max_peaks=graph_peak_count(len(idx)), min_height=PEAK_MIN_HEIGHT)
     if len(peaks) < 2:
         return None
     sites = np.array([p.xyz for p in peaks])
