@@ -2,10 +2,14 @@
 
 The rules follow SHELXL's HFIX conventions: the bond count, bond lengths and angles at an atom
 decide between AFIX 13 (R3C-H), 23 (R2CH2), 43 (aromatic/amide X-H), 93 (=XH2), 137 (rotating
-XH3), 147 (rotating O-H) and 163 (alkyne C-H). X-H distances are SHELXL's, with its low-temperature
-values below -20 C; Uiso(H) = 1.2 Ueq(pivot), 1.5 for XH3 and OH. Rotating groups take the
-azimuth that points an OH hydrogen at a hydrogen-bond acceptor, or else that puts the H atoms on
-the highest difference density.
+XH3), 147 (rotating O-H) and 163 (alkyne C-H); where the data are at hand, the difference
+density settles the N-H the bond lengths leave in doubt. X-H distances are SHELXL's, with its
+low-temperature values below -20 C; Uiso(H) = 1.2 Ueq(pivot), 1.5 for XH3, OH and water.
+Rotating groups take the azimuth that points an OH hydrogen at a hydrogen-bond acceptor, or else
+that puts the H atoms on the highest difference density. Water (an O with no heavy neighbour, or
+an aqua ligand: one metal at >= 2.0 A) has no idealising code in SHELXL: its two H are placed
+from hydrogen bonds and difference density and ride as AFIX 3 (as placed), as does any group
+smtbx cannot constrain.
 """
 from __future__ import annotations
 
@@ -26,8 +30,18 @@ DISTANCES = {
     ("N", 93): (0.86, 0.88),
     ("O", 147): (0.82, 0.84), ("S", 147): (1.20, 1.20), ("B", 13): (1.10, 1.12),
 }
-N_H = {13: 1, 23: 2, 43: 1, 93: 2, 137: 3, 147: 1, 163: 1}
-U_FACTOR = {137: 1.5, 147: 1.5}
+AS_PLACED = 3  # AFIX 3: riding on the pivot with the positions as placed (no idealisation)
+WATER = AS_PLACED  # SHELXL idealises no water
+WATER_HOH = 104.5  # degrees
+WATER_SWEEPS = 4
+NH_DENSITY_SIGMA = 3.0  # difference density that puts an H on an N the geometry leaves in doubt
+NH_ABSENT_SIGMA = 1.0  # ... and below which an N-H the geometry gave is dropped
+AQUA_MIN = 2.0  # A: one metal at least this far makes an O an aqua ligand (M-OH is shorter)
+DISTANCES[("O", WATER)] = DISTANCES[("O", 147)]
+N_H = {13: 1, 23: 2, 43: 1, 93: 2, 137: 3, 147: 1, 163: 1, WATER: 2}
+U_FACTOR = {137: 1.5, 147: 1.5, WATER: 1.5}
+NON_METALS = {"H", "D", "He", "B", "C", "N", "O", "F", "Ne", "Si", "P", "S", "Cl", "Ar", "As", "Se", "Br", "Kr",
+              "Te", "I", "Xe"}
 ACCEPTORS = ("O", "N", "F", "Cl", "Br", "S")
 HBOND_H_ACCEPTOR = 2.3  # A: an O-H azimuth with its H this close to an acceptor makes a hydrogen bond
 
@@ -84,8 +98,16 @@ def afix_for(element: str, pivot: np.ndarray, neighbours: list[tuple[str, np.nda
             return 93 if d < 1.38 else 137
         return 0
     if element == "O":
-        if n == 1:
-            other, d = neighbours[0][0], lengths[0]
+        # a metal it coordinates takes none of its H: an alcohol on Ca keeps its OH
+        organic = [(e, d) for (e, _), d in zip(neighbours, lengths) if e in NON_METALS]
+        metal = [d for (e, _), d in zip(neighbours, lengths) if e not in NON_METALS]
+        if not organic:
+            if not metal or (len(metal) == 1 and metal[0] >= AQUA_MIN):
+                return WATER
+            # M-OH (1.6-2.0 A) rides as a hydroxyl; M=O and bridging O carry none
+            return 147 if len(metal) == 1 and metal[0] > 1.60 else 0
+        if len(organic) == 1:
+            other, d = organic[0]
             limit = {"C": 1.30, "N": 1.30, "S": 1.50, "P": 1.53}.get(other, 1.60)
             return 147 if d > limit else 0
         return 0
@@ -149,6 +171,8 @@ def place_hydrogens(xs: xray.structure, temperature_c: float | None = None,
     cold = temperature_c is not None and temperature_c < -20
     groups: list[HydrogenGroup] = []
     sites = xs.sites_frac()
+    special = [xs.site_symmetry_table().is_special_position(i) for i in range(len(elements))]
+    waters: list[tuple[int, float, list[np.ndarray]]] = []  # placed last, around the H already there
     for i, el in enumerate(elements):
         pivot = np.array(uc.orthogonalize(sites[i]))
         nbrs = [c for c in bond_table[i] if elements[c.j] not in ("H", "D")]
@@ -156,11 +180,21 @@ def place_hydrogens(xs: xray.structure, temperature_c: float | None = None,
         afix = afix_for(el, pivot, nb_cart)
         if counts is not None and counts[i] is not None:
             afix = afix_for_count(el, counts[i], afix, len(nbrs))
+        elif el == "N" and afix in (0, 13, 43) and density is not None:
+            afix = _nh_from_density(afix, pivot, nb_cart, uc, density, cold)
         if afix == 0 or (el, afix) not in DISTANCES:
             continue
         d = DISTANCES[(el, afix)][1 if cold else 0]
+        if el == "O" and afix == 147 and any(e in NON_METALS for e, _ in nb_cart):
+            # a coordinated hydroxyl: the O-H rotates about its bond to the organic neighbour
+            keep = [k for k, (e, _) in enumerate(nb_cart) if e in NON_METALS]
+            nbrs, nb_cart = [nbrs[k] for k in keep], [nb_cart[k] for k in keep]
         second = _second_neighbour(bond_table, elements, nbrs, uc, pivot) if nbrs else None
         nb_sites = [s for _, s in nb_cart]
+        if afix == WATER:
+            if not special[i]:  # else the site's own symmetry would copy the H: for the crystallographer
+                waters.append((i, d, [site for (e, site) in nb_cart if e not in NON_METALS]))
+            continue
         if afix in (137, 147):
             cart = _best_rotation(afix, pivot, nb_sites, d, second, uc, density,
                                   _acceptors(near[i], nbrs, elements, uc) if afix == 147 else [])
@@ -168,7 +202,66 @@ def place_hydrogens(xs: xray.structure, temperature_c: float | None = None,
             cart = hydrogen_sites(afix, pivot, nb_sites, d, 0.0, second)
         groups.append(HydrogenGroup(i, afix, [tuple(uc.fractionalize(tuple(c))) for c in cart], d,
                                     U_FACTOR.get(afix, 1.2)))
-    return groups
+    # Waters bond to each other: each is placed around every other H, in sweeps until none moves.
+    placed: dict[int, HydrogenGroup] = {}
+    for _sweep in range(WATER_SWEEPS):
+        moved = False
+        for i, d, metals in waters:
+            pivot = np.array(uc.orthogonalize(sites[i]))
+            acceptor_rows = _acceptor_contacts(near[i], [], elements)
+            taken = {id(c) for c in acceptor_rows}
+            others = [np.array(uc.orthogonalize(c.site)) for c in near[i] if id(c) not in taken]
+            acceptors = [np.array(uc.orthogonalize(c.site)) for c in acceptor_rows]
+            around = [h for g in groups + [g for k, g in placed.items() if k != i] for h in g.sites_frac]
+            near_h = _images_near(xs, around, sites[i], 3.0)
+            cart = water_sites(pivot, d, acceptors, others, metals, uc, density, near_h)
+            group = HydrogenGroup(i, WATER, [tuple(uc.fractionalize(tuple(c))) for c in cart], d, U_FACTOR[WATER])
+            moved |= i not in placed or not np.allclose(placed[i].sites_frac, group.sites_frac)
+            placed[i] = group
+        if not moved:
+            break
+    return sorted(groups + list(placed.values()), key=lambda g: g.pivot)
+
+
+def _images_near(xs: xray.structure, sites_frac: list, centre, radius: float) -> list[np.ndarray]:
+    """Cartesian positions of every symmetry copy of `sites_frac` within `radius` of `centre`."""
+    if not sites_frac:
+        return []
+    uc = xs.unit_cell()
+    ops = xs.space_group().all_ops()
+    rot = np.array([op.r().as_double() for op in ops]).reshape(-1, 3, 3)
+    trans = np.array([op.t().as_double() for op in ops])
+    images = np.einsum("oij,nj->oni", rot, np.array(sites_frac)) + trans[:, None, :]
+    images -= np.round(images - np.array(centre))  # the copy in the cell nearest the centre
+    orth = np.array(uc.orthogonalization_matrix()).reshape(3, 3)
+    cart = images.reshape(-1, 3) @ orth.T
+    centre_cart = orth @ np.array(centre)
+    return [c for c in cart if np.linalg.norm(c - centre_cart) < radius]
+
+
+def _nh_from_density(afix: int, pivot: np.ndarray, nb_cart: list[tuple[str, np.ndarray]], uc, density: Callable,
+                     cold: bool) -> int:
+    """The difference density settles an N-H the bond lengths leave in doubt (pyrrole-type N-H
+    beside pyridine-type N, R3NH+ beside R3N, C=N-N): an H the geometry rules gave (AFIX 43 or 13)
+    is dropped where its site shows no density (< 1 sigma), one they did not give is added where
+    it shows significant density (>= 3 sigma). An N bound to a metal is left to the rules: its
+    free direction points at the metal."""
+    if not nb_cart or any(e not in NON_METALS for e, _ in nb_cart):
+        return afix
+    vecs = [site - pivot for _, site in nb_cart]
+    if len(vecs) == 2 and _angle(vecs[0], vecs[1]) < 165:
+        code = 43
+    elif len(vecs) == 3 and sum(_angle(a, b) for a, b in ((vecs[0], vecs[1]), (vecs[0], vecs[2]),
+                                                             (vecs[1], vecs[2]))) < 350:
+        code = 13
+    else:
+        return afix
+    d = DISTANCES[("N", code)][1 if cold else 0]
+    site = hydrogen_sites(code, pivot, [s for _, s in nb_cart], d)[0]
+    rho = density(tuple(uc.fractionalize(tuple(site))))
+    if afix == 0:
+        return code if rho >= NH_DENSITY_SIGMA else 0
+    return 0 if rho < NH_ABSENT_SIGMA else afix
 
 
 def afix_for_count(element: str, n_h: int, geometric: int, n_bonds: int) -> int:
@@ -179,6 +272,8 @@ def afix_for_count(element: str, n_h: int, geometric: int, n_bonds: int) -> int:
         return geometric
     if n_h == 3:
         return 137
+    if n_h == 2 and element == "O" and n_bonds <= 1:
+        return WATER
     if n_h == 2:
         return 93 if n_bonds == 1 else 23
     if element == "O":
@@ -199,10 +294,15 @@ def _second_neighbour(bond_table, elements, nbrs: list[Contact], uc, pivot: np.n
     return None
 
 
-def _acceptors(row: list[Contact], bonded: list[Contact], elements, uc) -> list[np.ndarray]:
+def _acceptor_contacts(row: list[Contact], bonded: list[Contact], elements) -> list[Contact]:
+    """Contacts of an atom that may accept a hydrogen bond from it (unbonded O, N, F, ... at 2.45-3.2 A)."""
     bonded_keys = {(c.j, round(c.distance, 4)) for c in bonded}
-    return [np.array(uc.orthogonalize(c.site)) for c in row
-            if elements[c.j] in ACCEPTORS and 2.45 < c.distance < 3.2 and (c.j, round(c.distance, 4)) not in bonded_keys]
+    return [c for c in row if elements[c.j] in ACCEPTORS and 2.45 < c.distance < 3.2
+            and (c.j, round(c.distance, 4)) not in bonded_keys]
+
+
+def _acceptors(row: list[Contact], bonded: list[Contact], elements, uc) -> list[np.ndarray]:
+    return [np.array(uc.orthogonalize(c.site)) for c in _acceptor_contacts(row, bonded, elements)]
 
 
 def _best_rotation(afix, pivot, nb_sites, d, second, uc, density, acceptors) -> list[np.ndarray]:
@@ -228,6 +328,72 @@ def _best_rotation(afix, pivot, nb_sites, d, second, uc, density, acceptors) -> 
         return hydrogen_sites(afix, pivot, nb_sites, d, 0.0, second)
     best = max(steps, key=score)
     return hydrogen_sites(afix, pivot, nb_sites, d, best, second)
+
+
+def _sphere(n: int) -> np.ndarray:
+    """n nearly even unit vectors (Fibonacci lattice)."""
+    k = np.arange(n) + 0.5
+    z = 1 - 2 * k / n
+    phi = math.pi * (1 + 5 ** 0.5) * k
+    r = np.sqrt(1 - z ** 2)
+    return np.stack([r * np.cos(phi), r * np.sin(phi), z], axis=1)
+
+
+def water_sites(pivot: np.ndarray, d: float, acceptors: list[np.ndarray], others: list[np.ndarray],
+                metals: list[np.ndarray], uc, density: Callable | None,
+                placed_h: list[np.ndarray] = ()) -> list[np.ndarray]:
+    """Two H on a water O at `d` and 104.5 deg: the orientation whose O-H point straightest at
+    acceptors (full credit on the O...A line, none beyond 30 deg) and whose H sit on the highest
+    difference density, with no H closer than 2.0 A to another atom or 1.8 A to an H already
+    placed (an acceptor whose own H points here donates to this water, not the other way round)
+    and every M-O-H angle >= 100 deg for the metals it binds."""
+    first = np.concatenate([np.array([_unit(a - pivot) for a in acceptors]).reshape(-1, 3), _sphere(240)])
+    ref = np.where(np.abs(first[:, :1]) < 0.9, [[1.0, 0.0, 0.0]], [[0.0, 1.0, 0.0]])
+    e1 = np.cross(first, ref)
+    e1 /= np.linalg.norm(e1, axis=1, keepdims=True)
+    e2 = np.cross(first, e1)
+    az = np.radians(np.arange(0, 360, 5))[None, :, None]
+    tilt = math.radians(WATER_HOH)
+    u1 = np.broadcast_to(first[:, None, :], (len(first), az.shape[1], 3))
+    u2 = math.cos(tilt) * u1 + math.sin(tilt) * (np.cos(az) * e1[:, None, :] + np.sin(az) * e2[:, None, :])
+    on_density = _sphere_density(pivot, d, uc, density)
+
+    def score(u: np.ndarray) -> np.ndarray:  # (n, m, 3) unit vectors of one H -> (n, m)
+        h = pivot + d * u
+        out = np.zeros(u.shape[:2])
+        for group, limit in ((others, 2.0), (list(placed_h), 1.8)):
+            if len(group):
+                near = np.linalg.norm(h[:, :, None, :] - np.array(group)[None, None], axis=3).min(axis=2)
+                out -= 10.0 * (near < limit)
+        for m in metals:
+            out -= 10.0 * (u @ _unit(m - pivot) > math.cos(math.radians(100)))
+        if acceptors:
+            cos = np.stack([u @ _unit(a - pivot) for a in acceptors]).max(axis=0)
+            out += 2.0 * np.clip((cos - math.cos(math.radians(30))) / (1 - math.cos(math.radians(30))), 0, 1)
+        return out + on_density(u)
+
+    total = score(u1) + score(u2)
+    k, m = np.unravel_index(int(np.argmax(total)), total.shape)
+    return [pivot + d * u1[k, m], pivot + d * u2[k, m]]
+
+
+def _sphere_density(pivot: np.ndarray, d: float, uc, density: Callable | None) -> Callable[[np.ndarray], np.ndarray]:
+    """Difference density (sigma, clipped to -4..8) on the sphere of radius d around pivot, tabulated
+    on a 3-degree grid of polar angles, as a function of unit vectors."""
+    if density is None:
+        return lambda u: np.zeros(u.shape[:-1])
+    step = math.radians(3.0)
+    theta = np.arange(0, math.pi + step / 2, step)
+    phi = np.arange(0, 2 * math.pi, step)
+    table = np.array([[density(tuple(uc.fractionalize(tuple(pivot + d * np.array(
+        [math.sin(t) * math.cos(p), math.sin(t) * math.sin(p), math.cos(t)]))))) for p in phi] for t in theta])
+    table = np.clip(table, -4.0, 8.0)
+
+    def lookup(u: np.ndarray) -> np.ndarray:
+        t = np.rint(np.arccos(np.clip(u[..., 2], -1, 1)) / step).astype(int)
+        p = np.rint((np.arctan2(u[..., 1], u[..., 0]) % (2 * math.pi)) / step).astype(int) % len(phi)
+        return table[t, p]
+    return lookup
 
 
 # Most bonds (heavy atoms + H) an atom may have; an element not listed carries no riding H.

@@ -20,7 +20,7 @@ from aisolve.core.data_prep import PreparedData, prepare
 from aisolve.core.elements import ATOMIC_NUMBER
 from aisolve.core.errors import InputError
 from aisolve.core.geometry import bonds, structure_from_sites
-from aisolve.core.hydrogens import HydrogenGroup, checked_counts, place_hydrogens
+from aisolve.core.hydrogens import AS_PLACED, HydrogenGroup, checked_counts, place_hydrogens
 from aisolve.core.model import Atom, ReflectionData, Structure, u_star_to_u_cif
 from aisolve.core.peaks import difference_coefficients, fourier_peaks, model_phased, sigma_scaled_map
 from aisolve.core.phasing import ChargeFlippingPhaser, run_phaser
@@ -343,23 +343,26 @@ def _hydrogen_groups(heavy_xs, result, data, structure, timer, progress, counter
 
 def _refine_with_hydrogens(heavy_xs, groups, data, aniso, timer, warnings, cycles: int = 10):
     """Heavy atoms plus riding H, refined. smtbx judges connectivity by its own bond table (metal
-    contacts count there) and cannot ride on some symmetry copies: groups it refuses are dropped
-    and reported."""
+    contacts count there) and cannot ride on some symmetry copies: groups it refuses ride as
+    placed (AFIX 3) instead, and are reported."""
     while True:
         xs = heavy_xs.deep_copy_scatterers()
         constraints = _add_riding_hydrogens(xs, groups)
         set_refinement_flags(xs, aniso=aniso)
+        ride = _fix_placed_sites(xs, groups, heavy_xs.scatterers().size())
         try:
             result = timer.run("refine_final", refine, xs, data.fo_sq, cycles, constraints)
+            ride()
             return xs, result, groups, constraints
         except (InvalidConstraint, TypeError) as exc:
             pivot = _pivot_in_message(str(exc), xs, groups)
             refused = [pivot] if pivot is not None else _refused_pivots(heavy_xs, groups, data)
+            refused = [p for p in refused if any(g.pivot == p and g.afix != AS_PLACED for g in groups)]
             if not refused:
                 raise
-            warnings.append(f"riding H dropped on atom(s) {', '.join(str(p + 1) for p in refused)}: "
-                            f"smtbx refused the group ({str(exc).splitlines()[0][:80]})")
-            groups = [g for g in groups if g.pivot not in refused]
+            warnings.append(f"riding H on atom(s) {', '.join(str(p + 1) for p in refused)} ride as placed "
+                            f"(AFIX 3): smtbx refused the group ({str(exc).splitlines()[0][:80]})")
+            groups = [replace(g, afix=AS_PLACED) if g.pivot in refused else g for g in groups]
 
 
 SWAP_MAX_R1 = 0.15  # only a model this good has H density worth judging
@@ -455,6 +458,25 @@ def _first_h_indices(groups: list[HydrogenGroup], n_heavy: int) -> list[int]:
     return out
 
 
+def _fix_placed_sites(xs: xray.structure, groups: list[HydrogenGroup], n_heavy: int):
+    """H riding as placed (AFIX 3: water, groups smtbx refuses) keep their sites in refinement;
+    the returned function moves them with their pivot afterwards, which is what riding means."""
+    riders = [(g.pivot, range(start, start + len(g.sites_frac)))
+              for g, start in zip(groups, _first_h_indices(groups, n_heavy)) if g.afix == AS_PLACED]
+    scatterers = xs.scatterers()
+    for _, hs in riders:
+        for h in hs:
+            scatterers[h].flags.set_grad_site(False)
+    before = {p: scatterers[p].site for p, _ in riders}
+
+    def ride() -> None:
+        for p, hs in riders:
+            shift = [a - b for a, b in zip(scatterers[p].site, before[p])]
+            for h in hs:
+                scatterers[h].site = tuple(x + s for x, s in zip(scatterers[h].site, shift))
+    return ride
+
+
 def _pivot_in_message(message: str, xs: xray.structure, groups: list[HydrogenGroup]) -> int | None:
     labels = {sc.label: i for i, sc in enumerate(xs.scatterers())}
     for word in message.replace(":", " ").split():
@@ -468,6 +490,10 @@ def _riding_constraints(groups: list[HydrogenGroup], first_h: list[int]) -> list
     out = []
     for g, start in zip(groups, first_h):
         idx = tuple(range(start, start + len(g.sites_frac)))
+        if g.afix == AS_PLACED:  # no smtbx constraint rides it: its sites stay put (_fix_placed_sites)
+            out += [adp_constraints.u_iso_proportional_to_pivot_u_eq(
+                u_eq_scatterer_idx=g.pivot, u_iso_scatterer_idx=h, multiplier=g.u_factor) for h in idx]
+            continue
         c = _RIDING_CLASS[g.afix](rotating=g.afix in (137, 147), stretching=False, bond_length=g.distance,
                                   pivot=g.pivot)
         c.constrained_site_indices = idx

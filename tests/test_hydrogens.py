@@ -94,3 +94,101 @@ def test_predicted_counts_beyond_valence_are_reported_and_replaced():
     fixed, conflicts = checked_counts(xs, counts)
     assert fixed == [geometric.get(i, 0) for i in range(len(heavy))]
     assert len(conflicts) == 2 and "exceed its valence" in conflicts[0]
+
+
+def _p1(sites_cart: dict[str, tuple[str, tuple[float, float, float]]]):
+    """A P1 structure in a 20 A cube from Cartesian sites {label: (element, xyz)}."""
+    from cctbx import crystal, xray
+    sym = crystal.symmetry((20, 20, 20, 90, 90, 90), "P 1")
+    xs = xray.structure(crystal_symmetry=sym)
+    for label, (el, xyz) in sites_cart.items():
+        xs.add_scatterer(xray.scatterer(label=label, site=tuple(np.array(xyz) / 20.0), u=0.02, scattering_type=el))
+    return xs
+
+
+def _direction(deg: float) -> np.ndarray:
+    return np.array([np.cos(np.radians(deg)), np.sin(np.radians(deg)), 0.0])
+
+
+def test_water_h_point_at_two_acceptors():
+    """A water between two carbonyl O acceptors (O...O 2.8 A, 106 deg apart): AFIX 3, two H at
+    0.82 A and 104.5 deg, each on the line to a different acceptor."""
+    from aisolve.core.hydrogens import WATER
+    ow = np.array([10.0, 10.0, 10.0])
+    a1, a2 = ow + 2.8 * _direction(0), ow + 2.8 * _direction(106)
+    xs = _p1({"OW": ("O", ow), "O1": ("O", a1), "C1": ("C", a1 + 1.22 * _direction(-30)),
+              "O2": ("O", a2), "C2": ("C", a2 + 1.22 * _direction(136))})
+    water = next(g for g in place_hydrogens(xs) if g.pivot == 0)
+    assert water.afix == WATER and len(water.sites_frac) == 2
+    h = [np.array(s) * 20.0 - ow for s in water.sites_frac]
+    assert np.allclose([np.linalg.norm(v) for v in h], 0.82)
+    cos = np.dot(h[0], h[1]) / 0.82 ** 2
+    assert abs(np.degrees(np.arccos(cos)) - 104.5) < 0.1
+    to_acceptor = sorted(min(np.degrees(np.arccos(np.clip(np.dot(v, a - ow) / (0.82 * 2.8), -1, 1))) for v in h)
+                         for a in (a1, a2))
+    assert to_acceptor[1] < 5.0  # both acceptors have an H (nearly) on their line
+
+
+def test_aqua_ligand_h_point_away_from_the_metal():
+    """O 2.08 A from Mg and nothing else: two H, every Mg-O-H angle >= 100 deg. At 1.90 A the same O
+    is a hydroxide (AFIX 147); on two metals, or with no neighbour at all, it is (aqua) water."""
+    from aisolve.core.hydrogens import WATER, afix_for
+    ow = np.array([10.0, 10.0, 10.0])
+    mg = ow + 2.08 * _direction(0)
+    xs = _p1({"OW": ("O", ow), "MG": ("Mg", mg)})
+    water = next(g for g in place_hydrogens(xs) if g.pivot == 0)
+    assert water.afix == WATER
+    for s in water.sites_frac:
+        v = np.array(s) * 20.0 - ow
+        assert np.degrees(np.arccos(np.dot(v, mg - ow) / (np.linalg.norm(v) * 2.08))) >= 100.0
+    assert afix_for("O", ow, [("Mg", ow + 1.90 * _direction(0))]) == 147
+    assert afix_for("O", ow, []) == WATER
+    assert afix_for("O", ow, [("Mg", mg), ("Mg", ow + 2.1 * _direction(120))]) == 0
+    # an alcohol that coordinates a metal keeps its one H
+    assert afix_for("O", ow, [("C", ow + 1.43 * _direction(180)), ("Ca", ow + 2.45 * _direction(60))]) == 147
+
+
+def _placed_on_published(entry: str):
+    """A real entry's published non-H atoms, refined briefly against its data, and the H groups
+    placed on them with the difference density (skips when the shared data are absent)."""
+    import pytest
+
+    from aisolve.core.data_prep import prepare
+    from aisolve.core.loaders import data_hklf, load_reflections
+    from aisolve.core.pipeline import _density_function
+    from aisolve.core.refine import refine, set_refinement_flags
+    from conftest import REAL
+    if REAL is None or not (REAL / entry).is_dir():
+        pytest.skip("shared real data absent")
+    st = read_ins(REAL / entry / f"{entry}.res")
+    heavy, xs = _heavy_xs(st)
+    data = prepare(load_reflections(REAL / entry / f"{entry}.hkl", data_hklf(st)), st.symmetry, st.cell_contents)
+    set_refinement_flags(xs, aniso=True)
+    result = refine(xs, data.fo_sq, 3)
+    return st, heavy, place_hydrogens(xs, st.temperature, _density_function(xs, data, result.figures.scale))
+
+
+def test_water_h_of_a_real_structure_sit_on_difference_density():
+    """olex2-gui__timmy_timmy (real data, two lattice waters and two Ca aqua ligands): placed on the
+    published heavy atoms with the difference density of the data, every water O gets two H, each
+    within 0.55 A of a published H."""
+    from aisolve.core.hydrogens import WATER
+    st, heavy, groups = _placed_on_published("olex2-gui__timmy_timmy")
+    waters = [g for g in groups if g.afix == WATER]
+    assert sorted(heavy[g.pivot].label for g in waters) == ["O1L", "O1W", "O2L", "O2W"]
+    published = [a.xyz for a in st.atoms if a.element == "H"]
+    uc, ops = st.unit_cell, st.space_group.all_ops()
+    for g in waters:
+        assert len(g.sites_frac) == 2
+        for h in g.sites_frac:
+            assert min(uc.mod_short_distance(h, op * p) for p in published for op in ops) < 0.55, heavy[g.pivot].label
+
+
+def test_difference_density_settles_the_n_h_that_bond_lengths_leave_in_doubt():
+    """olex2-gui__ZP2: two pyrazoles whose N-N and N-C bonds are all 1.35-1.36 A; the geometry
+    rules alone give neither ring an N-H. The density puts one on N11 and N21 (as published) and
+    none on N12 and N22."""
+    _st, heavy, groups = _placed_on_published("olex2-gui__ZP2")
+    n_h = {heavy[g.pivot].label: len(g.sites_frac) for g in groups if heavy[g.pivot].element == "N"}
+    assert n_h.get("N11") == n_h.get("N21") == 1
+    assert "N12" not in n_h and "N22" not in n_h

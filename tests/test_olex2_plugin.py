@@ -270,3 +270,31 @@ def test_install_and_uninstall_into_an_olex2_folder(tmp_path):
     assert main(["install-olex2", "--olex2-dir", str(olex2), "--uninstall"]) == 0
     assert not target.exists() and "<AISolve>" not in (olex2 / "plugins.xld").read_text()
     assert main(["install-olex2", "--olex2-dir", str(tmp_path / "nowhere")]) == 2
+
+
+def test_water_h_are_added_where_the_server_put_them_not_by_hadd():
+    """A model with waters (olex2-gui__timmy_timmy): the server's .res has their H as AFIX 3 (so are
+    the OH of the two hydroxyls that bind Ca, which smtbx cannot ride); the plan adds those H at
+    their positions and keeps them out of the HAdd macros."""
+    from aisolve.core.loaders import data_hklf, load_reflections
+    from aisolve.core.pipeline import add_hydrogens
+    from aisolve.core.shelx_write import write_ins_text
+    entry = "olex2-gui__timmy_timmy"
+    if not (REAL / entry).is_dir():
+        pytest.skip("entry absent")
+    st = read_ins(REAL / entry / f"{entry}.res")
+    st.atoms = [a for a in st.atoms if a.element != "H"]
+    model, _figures, _warnings = add_hydrogens(st, load_reflections(REAL / entry / f"{entry}.hkl", data_hklf(st)))
+    sys.path.insert(0, str(PLUGIN))
+    try:
+        plan = importlib.import_module("aisolve_apply")
+    finally:
+        sys.path.remove(str(PLUGIN))
+    atoms = plan.parse_res(write_ins_text(model))[1]
+    placed = plan.placed_hydrogens(atoms)
+    as_placed = {p: n for p, afix, n in plan.hydrogen_groups(atoms) if afix == 3}
+    assert as_placed == {"O1L": 2, "O2L": 2, "O1W": 2, "O2W": 2, "O3": 1, "O4": 1}
+    assert len(placed) == 10
+    pivots_of_placed = set(as_placed)
+    hadd_pivots = [p for _code, pivots in plan.hadd_commands(plan.hydrogen_groups(atoms)) for p in pivots]
+    assert hadd_pivots and not pivots_of_placed & set(hadd_pivots)

@@ -80,12 +80,23 @@ def hydrogen_groups(atoms: List[Dict]) -> List[Tuple[str, int, int]]:
     return groups
 
 
+# AFIX 3: H riding as placed (water, groups without an idealising code): HAdd cannot make them
+AS_PLACED = 3
+
+
 def hadd_commands(groups: List[Tuple[str, int, int]]) -> List[Tuple[int, List[str]]]:
-    """(AFIX code, pivots) per code, in first-seen order: one `HAdd code pivots` macro each."""
+    """(AFIX code, pivots) per code, in first-seen order: one `HAdd code pivots` macro each
+    (groups riding as placed are left out: see placed_hydrogens)."""
     by_code: Dict[int, List[str]] = {}
     for pivot, afix, _n in groups:
-        by_code.setdefault(afix, []).append(pivot)
+        if afix != AS_PLACED:
+            by_code.setdefault(afix, []).append(pivot)
     return list(by_code.items())
+
+
+def placed_hydrogens(atoms: List[Dict]) -> List[Tuple[str, List[float]]]:
+    """(label, xyz) of the H the server placed itself (AFIX 3: water H at their hydrogen bonds)."""
+    return [(a["label"], a["xyz"]) for a in atoms if a["element"] in ("H", "D") and a["afix"] == AS_PLACED]
 
 
 def rename_plan(current: List[Dict], assignments: List[Dict]
