@@ -23,9 +23,6 @@ from aisolve.models.graph_inputs import build_input
 from aisolve.models.inference import NetworkRunner
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
-# The pipeline removes a peak only when the network is this sure it is no atom: on the validation
-# split most of its errors were real atoms called 'not an atom', which refinement would keep.
-DROP_PROBABILITY = 0.8
 ONNX_FILE, TORCH_FILE = "element_net.onnx", "element_net.pt"
 
 
@@ -161,8 +158,12 @@ class NetworkTyper:
                                       sym.space_group().type().hall_symbol(), context.contents, weights, order_z,
                                       evidence)
         for atom, cls, row in zip(atoms, pred.classes, pred.log_probs):
-            if cls == 0 and math.exp(row[0]) < DROP_PROBABILITY:
-                cls = int(np.argmax(row[1:])) + 1  # not sure enough to remove it: refinement will judge
+            if cls == 0:
+                # The network removes nothing: its commonest error is a real atom called 'not an
+                # atom' (synthetic validation; on real data, with removals at p >= 0.8, 5 entries
+                # lost atoms and never got them back). Refinement judges a spurious site (_prune);
+                # the probability stays in element_probabilities.
+                cls = int(np.argmax(row[1:])) + 1
             probs = {("no atom" if k == 0 else SYMBOLS[k - 1]): math.exp(v) for k, v in enumerate(row)
                      if np.isfinite(v) and v > math.log(1e-4)}
             atom.element = NOT_AN_ATOM if cls == 0 else SYMBOLS[cls - 1]

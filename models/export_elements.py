@@ -116,6 +116,13 @@ KINDS = {
 }
 
 
+def _extra_options(cfg: dict) -> str:
+    """The element trainer's options that were not left at their defaults, as command-line flags."""
+    flags = {"p_thin": ("--p-thin", 0.0), "not_atom_weight": ("--not-atom-weight", 1.0)}
+    return "".join(f" {flag} {cfg[key]:g}" for key, (flag, default) in flags.items()
+                   if key in cfg and cfg[key] != default)
+
+
 def model_card(saved: dict, onnx_difference: float, kind: str = "elements") -> dict:
     """What the weights are, how they were made, and how they scored on the validation split."""
     state, cfg = saved["state"], saved["train_config"]
@@ -132,7 +139,7 @@ def model_card(saved: dict, onnx_difference: float, kind: str = "elements") -> d
                      "checkpoint_choice": k["choice"],
                      "command": f"python -m aisolve.models.{k['trainer']} --data {data} "
                                 f"--out {cfg['out']} --preset {cfg['preset']} --minutes {cfg['minutes']:g} "
-                                f"--seed {cfg['seed']}"},
+                                f"--seed {cfg['seed']}" + _extra_options(cfg)},
         "validation_at_best": best,
         "onnx": {"file": f"{k['name']}.onnx", "opset": 18, "max_abs_logit_difference_vs_torch": onnx_difference},
         "split": "by compound (formula for real CIFs, Murcko scaffold for SMILES), split seed 0; "
