@@ -47,8 +47,11 @@ class ElementPredictor(NetworkRunner):
 
     def predict(self, xyz_frac: np.ndarray, heights: np.ndarray, cell, hall: str,
                 contents: dict[str, float] | None, weights: list[float] | None = None,
-                order_z: int = 1, evidence: list[dict[str, float]] | None = None) -> Prediction:
-        """Classes of the peaks. `evidence`, if given, adds per-peak log-likelihoods of elements
+                order_z: int = 1, evidence: list[dict[str, float]] | None = None,
+                n_typed: int | None = None) -> Prediction:
+        """Classes of the first `n_typed` peaks (all by default); the others are context the network
+        reads but the count-honouring assignment leaves out, so that they take no element of the
+        contents from the atoms. `evidence`, if given, adds per-peak log-likelihoods of elements
         from another source (the refinement's electron counts) to the network's log-probabilities."""
         from aisolve.models.element_net import UNKNOWN_TOKEN, composition_vector
         gi = build_input(np.asarray(xyz_frac, dtype=float), np.asarray(heights, dtype=float), cell, hall)
@@ -56,8 +59,10 @@ class ElementPredictor(NetworkRunner):
         mask = allowed_mask(contents)
         first = log_softmax(self.logits(gi, np.full(gi.n_asu, UNKNOWN_TOKEN), comp), mask)
         second = log_softmax(self.logits(gi, second_pass_tokens(first.argmax(axis=1)), comp), mask)
+        second = second[:n_typed]
         if evidence is not None:
             second = log_softmax(second + _evidence_matrix(evidence, second.shape), mask)
+        weights = None if weights is None else weights[:n_typed]
         if not contents:
             return Prediction([int(c) for c in second.argmax(axis=1)], second)
         expected = {el: n for el, n in expected_fraction_per_asu(contents, order_z).items()
@@ -153,10 +158,9 @@ class NetworkTyper:
         if self.use_electron_counts and context.electron_estimates is not None:
             from aisolve.core.typing_baseline import BaselineTyper
             evidence = BaselineTyper().log_likelihoods(atoms, context)
-            evidence = evidence + [{}] * (len(sites) - len(atoms))  # map peaks: the network alone
         pred = self.predictor.predict(sites, heights, sym.unit_cell().parameters(),
                                       sym.space_group().type().hall_symbol(), context.contents, weights, order_z,
-                                      evidence)
+                                      evidence, n_typed=len(atoms))
         for atom, cls, row in zip(atoms, pred.classes, pred.log_probs):
             if cls == 0:
                 # The network removes nothing: its commonest error is a real atom called 'not an
