@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from cctbx import crystal, sgtbx, xray
 from cctbx.eltbx import covalent_radii
 
@@ -63,3 +65,17 @@ def bonds(xs: xray.structure, elements: list[str] | None = None,
     all_contacts = contacts(xs, cutoff=max(radii) * 2 + tolerance)
     return [[c for c in row if 0.5 < c.distance < radii[i] + radii[c.j] + tolerance]
             for i, row in enumerate(all_contacts)]
+
+
+def images_near(symmetry: crystal.symmetry, sites_frac, centre, radius: float = np.inf) -> np.ndarray:
+    """(k, 3) Cartesian positions of the symmetry copies of `sites_frac` (each operator's copy
+    taken in the cell nearest `centre`, fractional) that lie within `radius` of `centre`."""
+    sites_frac = np.asarray(sites_frac, dtype=float).reshape(-1, 3)
+    ops = symmetry.space_group().all_ops()
+    rot = np.array([op.r().as_double() for op in ops]).reshape(-1, 3, 3)
+    trans = np.array([op.t().as_double() for op in ops])
+    images = np.einsum("oij,nj->oni", rot, sites_frac) + trans[:, None, :]
+    images -= np.round(images - np.asarray(centre, dtype=float))
+    orth = np.array(symmetry.unit_cell().orthogonalization_matrix()).reshape(3, 3)
+    cart = images.reshape(-1, 3) @ orth.T
+    return cart[np.linalg.norm(cart - orth @ np.asarray(centre, dtype=float), axis=1) < radius]

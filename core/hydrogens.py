@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 from cctbx import xray
 
-from aisolve.core.geometry import Contact, bonds, contacts
+from aisolve.core.geometry import Contact, bonds, contacts, images_near
 
 # X-H distances (A): (room temperature, below -20 C), from the SHELXL manual.
 DISTANCES = {
@@ -213,7 +213,7 @@ def place_hydrogens(xs: xray.structure, temperature_c: float | None = None,
             others = [np.array(uc.orthogonalize(c.site)) for c in near[i] if id(c) not in taken]
             acceptors = [np.array(uc.orthogonalize(c.site)) for c in acceptor_rows]
             around = [h for g in groups + [g for k, g in placed.items() if k != i] for h in g.sites_frac]
-            near_h = _images_near(xs, around, sites[i], 3.0)
+            near_h = list(images_near(xs.crystal_symmetry(), around, sites[i], 3.0)) if around else []
             cart = water_sites(pivot, d, acceptors, others, metals, uc, density, near_h)
             group = HydrogenGroup(i, WATER, [tuple(uc.fractionalize(tuple(c))) for c in cart], d, U_FACTOR[WATER])
             moved |= i not in placed or not np.allclose(placed[i].sites_frac, group.sites_frac)
@@ -221,22 +221,6 @@ def place_hydrogens(xs: xray.structure, temperature_c: float | None = None,
         if not moved:
             break
     return sorted(groups + list(placed.values()), key=lambda g: g.pivot)
-
-
-def _images_near(xs: xray.structure, sites_frac: list, centre, radius: float) -> list[np.ndarray]:
-    """Cartesian positions of every symmetry copy of `sites_frac` within `radius` of `centre`."""
-    if not sites_frac:
-        return []
-    uc = xs.unit_cell()
-    ops = xs.space_group().all_ops()
-    rot = np.array([op.r().as_double() for op in ops]).reshape(-1, 3, 3)
-    trans = np.array([op.t().as_double() for op in ops])
-    images = np.einsum("oij,nj->oni", rot, np.array(sites_frac)) + trans[:, None, :]
-    images -= np.round(images - np.array(centre))  # the copy in the cell nearest the centre
-    orth = np.array(uc.orthogonalization_matrix()).reshape(3, 3)
-    cart = images.reshape(-1, 3) @ orth.T
-    centre_cart = orth @ np.array(centre)
-    return [c for c in cart if np.linalg.norm(c - centre_cart) < radius]
 
 
 def _nh_from_density(afix: int, pivot: np.ndarray, nb_cart: list[tuple[str, np.ndarray]], uc, density: Callable,

@@ -93,14 +93,11 @@ def _evidence_matrix(evidence: list[dict[str, float]], shape) -> np.ndarray:
 
 def _distance_to_sites(point, sites: np.ndarray, sym) -> float:
     """Shortest distance (A) from the fractional `point`, or any symmetry copy of it, to one of `sites`."""
-    ops = sym.space_group().all_ops()
-    rot = np.array([op.r().as_double() for op in ops]).reshape(-1, 3, 3)
-    trans = np.array([op.t().as_double() for op in ops])
-    images = rot @ np.asarray(point, dtype=float) + trans  # (ops, 3)
-    diff = images[:, None, :] - sites[None, :, :]
-    diff -= np.round(diff)
+    from aisolve.core.geometry import images_near
     orth = np.array(sym.unit_cell().orthogonalization_matrix()).reshape(3, 3)
-    return float(np.linalg.norm(diff @ orth.T, axis=2).min())
+    # a copy of the point near a site is as far from it as that site's copy near the point
+    copies = images_near(sym, sites, point)
+    return float(np.linalg.norm(copies - orth @ np.asarray(point, dtype=float), axis=1).min())
 
 
 def with_map_peaks(sites: np.ndarray, heights: np.ndarray, coefficients, sym) -> tuple[np.ndarray, np.ndarray]:
@@ -164,9 +161,9 @@ class NetworkTyper:
         for atom, cls, row in zip(atoms, pred.classes, pred.log_probs):
             if cls == 0:
                 # The network removes nothing: its commonest error is a real atom called 'not an
-                # atom' (synthetic validation; on real data, with removals at p >= 0.8, 5 entries
-                # lost atoms and never got them back). Refinement judges a spurious site (_prune);
-                # the probability stays in element_probabilities.
+                # atom' (synthetic validation; on real data, with removals at p >= 0.8, four entries
+                # lost atoms for good). Refinement judges a spurious site (_prune); the probability
+                # stays in element_probabilities.
                 cls = int(np.argmax(row[1:])) + 1
             probs = {("no atom" if k == 0 else SYMBOLS[k - 1]): math.exp(v) for k, v in enumerate(row)
                      if np.isfinite(v) and v > math.log(1e-4)}

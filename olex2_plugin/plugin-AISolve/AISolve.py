@@ -5,7 +5,8 @@ Two ways, chosen by the current model:
   atoms the model lacks); the plugin adds the missing atoms (NewAtom), renames/retypes the sites
   with `name` and deletes the ones that are no atoms with `kill`; then it asks for riding hydrogens
   (`add_hydrogens`) and adds them with `HAdd <AFIX code> <pivots>`, the server's H count per pivot
-  (water H, which no HAdd code places, are added with NewAtom at the server's positions);
+  (water H and OH on metals, which no HAdd code places, are added with NewAtom at the server's
+  positions);
 - nothing yet (a fresh .ins): the server solves the structure (`solve`); its atoms are added with
   NewAtom, then the same hydrogen step.
 A history point comes first. Direct edits (NewAtom) come before every macro, so that Olex2's
@@ -218,11 +219,12 @@ class AISolve:
         res = next(v for k, v in out.items() if k.endswith(".res"))
         _, atoms = plan.parse_res(res.decode())
         placed = plan.placed_hydrogens(atoms)
-        # water H have no HAdd code: added where the server put them (direct edits, undone by undo())
+        # water H (and OH on a metal) have no HAdd code: added where the server put them (direct
+        # edits, undone by undo())
         self._new_atoms(placed)
         if placed:
-            olx.Echo("%d water H added at the server's positions, not riding: restrain or ride them "
-                     "(DFIX/AFIX 3) as you prefer" % len(placed), m="info")
+            olx.Echo("%d H (water, OH on metals) added at the server's positions, not riding: restrain "
+                     "or ride them (DFIX/AFIX 3) as you prefer" % len(placed), m="info")
         for afix, pivots in plan.hadd_commands(plan.hydrogen_groups(atoms)):
             # an explicit AFIX code makes HAdd put exactly the server's H count on each pivot
             self._macro("HAdd %d %s" % (afix, " ".join(pivots)))

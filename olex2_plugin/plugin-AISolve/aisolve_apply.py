@@ -95,7 +95,7 @@ def hadd_commands(groups: List[Tuple[str, int, int]]) -> List[Tuple[int, List[st
 
 
 def placed_hydrogens(atoms: List[Dict]) -> List[Tuple[str, List[float]]]:
-    """(label, xyz) of the H the server placed itself (AFIX 3: water H at their hydrogen bonds)."""
+    """(label, xyz) of the H the server placed itself (AFIX 3: water H at their hydrogen bonds, OH on metals)."""
     return [(a["label"], a["xyz"]) for a in atoms if a["element"] in ("H", "D") and a["afix"] == AS_PLACED]
 
 
