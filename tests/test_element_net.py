@@ -131,3 +131,28 @@ def test_the_typer_shows_the_network_a_graph_as_in_training(reference):
         assert d > 0.5
     # atoms stand far above the extra peaks of a model-phased map
     assert heights[:23].min() > heights[23:].max()
+
+
+def test_the_typer_removes_no_site_and_keeps_the_no_atom_probability(reference):
+    """Sucrose's 23 atoms plus a site in empty space: every site comes back with an element (the
+    pipeline's refinement, not the network, removes sites); the empty one's 'no atom' probability
+    is reported and above 0.8 (where the old policy removed sites), and the 23 atoms are typed as published."""
+    from aisolve.core.data_prep import prepare
+    from aisolve.core.model import Atom
+    from aisolve.core.peaks import model_phased
+    from aisolve.core.stages import TypingContext
+    sym = reference.symmetry
+    data = prepare(load_reflections(EXAMPLE / "sucrose.hkl"), sym, reference.cell_contents)
+    xs = reference.to_xray(include_hydrogens=False)
+    coefficients = model_phased(data.f_obs, data.f_obs.structure_factors_from_scatterers(xs).f_calc())
+    heavy = reference.non_h_atoms()
+    empty = (0.05, 0.05, 0.05)
+    sites = [a.xyz for a in heavy] + [empty]
+    assert min(sym.unit_cell().distance(empty, s) for s in sites[:-1]) > 2.0
+    atoms = [Atom(label=f"S{k}", element="C", xyz=tuple(s), uiso=0.03) for k, s in enumerate(sites)]
+    context = TypingContext(symmetry=sym, contents=reference.cell_contents, data=data,
+                            map_coefficients=coefficients)
+    typed = NetworkTyper(use_electron_counts=False).assign(atoms, context)
+    assert all(a.element != NOT_AN_ATOM for a in typed)
+    assert [a.element for a in typed[:-1]] == [a.element for a in heavy]
+    assert typed[-1].element_probabilities.get("no atom", 0.0) > 0.8
