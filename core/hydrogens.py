@@ -204,6 +204,8 @@ def place_hydrogens(xs: xray.structure, temperature_c: float | None = None,
                                     U_FACTOR.get(afix, 1.2)))
     # Waters bond to each other: each is placed around every other H, in sweeps until none moves.
     placed: dict[int, HydrogenGroup] = {}
+    # the density around each water, tabulated once for all sweeps
+    on_density = {i: _sphere_density(np.array(uc.orthogonalize(sites[i])), d, uc, density) for i, d, _ in waters}
     for _sweep in range(WATER_SWEEPS):
         moved = False
         for i, d, metals in waters:
@@ -214,7 +216,7 @@ def place_hydrogens(xs: xray.structure, temperature_c: float | None = None,
             acceptors = [np.array(uc.orthogonalize(c.site)) for c in acceptor_rows]
             around = [h for g in groups + [g for k, g in placed.items() if k != i] for h in g.sites_frac]
             near_h = list(images_near(xs.crystal_symmetry(), around, sites[i], 3.0)) if around else []
-            cart = water_sites(pivot, d, acceptors, others, metals, uc, density, near_h)
+            cart = water_sites(pivot, d, acceptors, others, metals, uc, density, near_h, on_density[i])
             group = HydrogenGroup(i, WATER, [tuple(uc.fractionalize(tuple(c))) for c in cart], d, U_FACTOR[WATER])
             moved |= i not in placed or not np.allclose(placed[i].sites_frac, group.sites_frac)
             placed[i] = group
@@ -325,12 +327,13 @@ def _sphere(n: int) -> np.ndarray:
 
 def water_sites(pivot: np.ndarray, d: float, acceptors: list[np.ndarray], others: list[np.ndarray],
                 metals: list[np.ndarray], uc, density: Callable | None,
-                placed_h: list[np.ndarray] = ()) -> list[np.ndarray]:
+                placed_h: list[np.ndarray] = (), on_density: Callable | None = None) -> list[np.ndarray]:
     """Two H on a water O at `d` and 104.5 deg: the orientation whose O-H point straightest at
     acceptors (full credit on the O...A line, none beyond 30 deg) and whose H sit on the highest
     difference density, with no H closer than 2.0 A to another atom or 1.8 A to an H already
     placed (an acceptor whose own H points here donates to this water, not the other way round)
-    and every M-O-H angle >= 100 deg for the metals it binds."""
+    and every M-O-H angle >= 100 deg for the metals it binds. `on_density`: the density on the
+    sphere as _sphere_density tabulates it, when already at hand."""
     first = np.concatenate([np.array([_unit(a - pivot) for a in acceptors]).reshape(-1, 3), _sphere(240)])
     ref = np.where(np.abs(first[:, :1]) < 0.9, [[1.0, 0.0, 0.0]], [[0.0, 1.0, 0.0]])
     e1 = np.cross(first, ref)
@@ -340,7 +343,7 @@ def water_sites(pivot: np.ndarray, d: float, acceptors: list[np.ndarray], others
     tilt = math.radians(WATER_HOH)
     u1 = np.broadcast_to(first[:, None, :], (len(first), az.shape[1], 3))
     u2 = math.cos(tilt) * u1 + math.sin(tilt) * (np.cos(az) * e1[:, None, :] + np.sin(az) * e2[:, None, :])
-    on_density = _sphere_density(pivot, d, uc, density)
+    on_density = on_density or _sphere_density(pivot, d, uc, density)
 
     def score(u: np.ndarray) -> np.ndarray:  # (n, m, 3) unit vectors of one H -> (n, m)
         h = pivot + d * u
