@@ -180,7 +180,7 @@ def place_hydrogens(xs: xray.structure, temperature_c: float | None = None,
         afix = afix_for(el, pivot, nb_cart)
         if counts is not None and counts[i] is not None:
             afix = afix_for_count(el, counts[i], afix, len(nbrs))
-        elif el == "N" and afix in (0, 13, 43) and density is not None:
+        elif el == "N" and afix in (0, 43) and density is not None:
             afix = _nh_from_density(afix, pivot, nb_cart, uc, density, cold)
         if afix == 0 or (el, afix) not in DISTANCES:
             continue
@@ -228,9 +228,9 @@ def place_hydrogens(xs: xray.structure, temperature_c: float | None = None,
 def _nh_from_density(afix: int, pivot: np.ndarray, nb_cart: list[tuple[str, np.ndarray]], uc, density: Callable,
                      cold: bool) -> int:
     """The difference density settles an N-H the bond lengths leave in doubt (pyrrole-type N-H
-    beside pyridine-type N, R3NH+ beside R3N, C=N-N): an H the geometry rules gave (AFIX 43 or 13)
-    is dropped where its site shows no density (< 1 sigma), one they did not give is added where
-    it shows significant density (>= 3 sigma). An N bound to a metal is left to the rules: its
+    beside pyridine-type N, R3NH+ beside R3N, C=N-N): an H the geometry rules gave (AFIX 43) is
+    dropped where its site shows no density (< 1 sigma), one they did not give (43 or 13) is added
+    where it shows significant density (>= 3 sigma). An N bound to a metal is left to the rules: its
     free direction points at the metal."""
     if not nb_cart or any(e not in NON_METALS for e, _ in nb_cart):
         return afix

@@ -23,7 +23,11 @@ def model_phased(f_obs: miller.array, f_calc: miller.array) -> miller.array:
 def fourier_peaks(coefficients: miller.array, max_peaks: int, min_height: float = 1.0,
                   min_distance: float = 0.7) -> list[Peak]:
     """Symmetry-unique peaks of the map, highest first, heights in units of the map's sigma."""
-    fft = sigma_scaled_map(coefficients)
+    return map_peaks(sigma_scaled_map(coefficients), max_peaks, min_height, min_distance)
+
+
+def map_peaks(fft, max_peaks: int, min_height: float = 1.0, min_distance: float = 0.7) -> list[Peak]:
+    """fourier_peaks of a map already computed by sigma_scaled_map."""
     params = maptbx.peak_search_parameters(peak_search_level=3, interpolate=True,
                                            min_distance_sym_equiv=min_distance, max_clusters=max_peaks)
     found = fft.peak_search(params, verify_symmetry=False).all()

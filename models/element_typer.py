@@ -100,17 +100,18 @@ def _distance_to_sites(point, sites: np.ndarray, sym) -> float:
     return float(np.linalg.norm(copies - orth @ np.asarray(point, dtype=float), axis=1).min())
 
 
-def with_map_peaks(sites: np.ndarray, heights: np.ndarray, coefficients, sym) -> tuple[np.ndarray, np.ndarray]:
+def with_map_peaks(sites: np.ndarray, heights: np.ndarray, fft, sym) -> tuple[np.ndarray, np.ndarray]:
     """The model's sites followed by the map's highest other peaks, as many as a training graph holds.
 
     The network learnt from graphs of a map's int(1.3 n) + 3 highest peaks, about a third of them
     no atom, with heights relative to their median; shown only the model's atoms it takes the
     lowest of them for noise (on XHARPy__iam_iam_2 it called 3 of 12 real atoms no atom with
-    p > 0.8). So the graph gets the peaks a training graph would have had beside the atoms."""
-    from aisolve.core.peaks import fourier_peaks
+    p > 0.8). So the graph gets the peaks a training graph would have had beside the atoms.
+    `fft`: the map as core.peaks.sigma_scaled_map makes it."""
+    from aisolve.core.peaks import map_peaks
     from aisolve.models.graph_inputs import PEAK_MIN_HEIGHT, graph_peak_count
     n_extra = graph_peak_count(len(sites)) - len(sites)
-    peaks = fourier_peaks(coefficients, max_peaks=len(sites) + 2 * n_extra, min_height=PEAK_MIN_HEIGHT)
+    peaks = map_peaks(fft, max_peaks=len(sites) + 2 * n_extra, min_height=PEAK_MIN_HEIGHT)
     extra = [p for p in peaks if _distance_to_sites(p.xyz, sites, sym) > 0.5][:n_extra]
     if not extra:
         return sites, heights
@@ -118,13 +119,12 @@ def with_map_peaks(sites: np.ndarray, heights: np.ndarray, coefficients, sym) ->
             np.concatenate([heights, np.array([p.height for p in extra])]))
 
 
-def map_heights(coefficients, sites: list[tuple[float, float, float]]) -> np.ndarray:
-    """Sigma-scaled map values at the sites (the scale of the peak search's heights)."""
+def map_heights(fft, sites) -> np.ndarray:
+    """Values of the sigma-scaled map `fft` (core.peaks.sigma_scaled_map) at the fractional sites:
+    the scale of the peak search's heights."""
     from cctbx import maptbx
-
-    from aisolve.core.peaks import sigma_scaled_map
-    real = sigma_scaled_map(coefficients).real_map_unpadded()
-    return np.array([maptbx.tricubic_interpolation(real, s) for s in sites], dtype=float)
+    real = fft.real_map_unpadded()
+    return np.array([maptbx.tricubic_interpolation(real, tuple(s)) for s in sites], dtype=float)
 
 
 class NetworkTyper:
@@ -145,12 +145,13 @@ class NetworkTyper:
     def assign(self, atoms: list[Atom], context: TypingContext) -> list[Atom]:
         if context.map_coefficients is None:
             raise ValueError("the network typer needs the map the atoms stand in")
+        from aisolve.core.peaks import sigma_scaled_map
         sym = context.symmetry
-        sites = np.array([a.xyz for a in atoms], dtype=float)
-        sites, heights = with_map_peaks(sites, map_heights(context.map_coefficients, sites),
-                                        context.map_coefficients, sym)
+        fft = sigma_scaled_map(context.map_coefficients)  # one map for the heights and the extra peaks
+        atom_sites = np.array([a.xyz for a in atoms], dtype=float)
+        sites, heights = with_map_peaks(atom_sites, map_heights(fft, atom_sites), fft, sym)
         order_z = sym.space_group().order_z()
-        weights = asu_weights(sym, [tuple(s) for s in sites])
+        weights = asu_weights(sym, [a.xyz for a in atoms])  # the assignment covers the atoms only
         evidence = None
         if self.use_electron_counts and context.electron_estimates is not None:
             from aisolve.core.typing_baseline import BaselineTyper

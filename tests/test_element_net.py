@@ -110,7 +110,7 @@ def test_the_typer_shows_the_network_a_graph_as_in_training(reference):
     """The model's atoms plus the map's highest other peaks, as many as a training graph holds
     (graph_peak_count), none of them within 0.5 A of an atom or of an atom's symmetry copy."""
     from aisolve.core.data_prep import prepare
-    from aisolve.core.peaks import model_phased
+    from aisolve.core.peaks import model_phased, sigma_scaled_map
     from aisolve.models.element_typer import map_heights, with_map_peaks
     from aisolve.models.graph_inputs import graph_peak_count
     refl = load_reflections(EXAMPLE / "sucrose.hkl")
@@ -119,7 +119,8 @@ def test_the_typer_shows_the_network_a_graph_as_in_training(reference):
     xs = reference.to_xray(include_hydrogens=False)
     coefficients = model_phased(data.f_obs, data.f_obs.structure_factors_from_scatterers(xs).f_calc())
     sites = np.array([a.xyz for a in reference.non_h_atoms()])
-    all_sites, heights = with_map_peaks(sites, map_heights(coefficients, sites), coefficients, sym)
+    fft = sigma_scaled_map(coefficients)
+    all_sites, heights = with_map_peaks(sites, map_heights(fft, sites), fft, sym)
     assert len(all_sites) == graph_peak_count(23) == len(heights)
     assert np.array_equal(all_sites[:23], sites)
     extra = all_sites[23:]
