@@ -1,4 +1,5 @@
-"""Charge-flipping phasing (smtbx) with several trials, a time budget and a truth-free choice.
+"""Charge-flipping phasing (smtbx's solving loop around our numpy flipping cycle) with several
+trials, a time budget and a truth-free choice.
 
 smtbx's solving loop has no time limit and its phase-transition detector gives false positives,
 so we step its state machine ourselves and keep starting fresh runs until the budget is spent.
@@ -16,6 +17,7 @@ from smtbx.ab_initio import charge_flipping
 
 from aisolve.core.data_prep import PreparedData, normalisation_factors
 from aisolve.core.errors import InputError
+from aisolve.core.flipping import NumpyFlippingIterator
 from aisolve.core.stages import PhaserNotApplicable, PhasingResult, PhasingTrial, Progress, no_progress
 
 
@@ -45,7 +47,7 @@ class ChargeFlippingPhaser:
                 break
             seed = self.seed + i
             flex.set_random_seed(seed)
-            flipping = charge_flipping.weak_reflection_improved_iterator(delta=None)
+            flipping = NumpyFlippingIterator(delta=None)
             # Two attempts per run: smtbx grows its iteration limit to a float on the third,
             # which islice() refuses; a fresh run with a new seed is as good.
             solving = charge_flipping.solving_iterator(

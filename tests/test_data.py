@@ -37,8 +37,8 @@ def test_labels_on_hand_checked_structure():
     model = read_ins(EXAMPLE / "reference" / "sucrose.res")
     model.peaks = []
     refl = simulate(model, np.random.default_rng(4), SimConfig(d_min=(0.8, 0.8), cu_fraction=0.0)).reflections
-    # one charge-flipping trial per call, as in generation: a few seeds give a phased map
-    graph = next(g for g in (label_graph(model, refl, seed=s) for s in range(6)) if g is not None)
+    # one charge-flipping trial per call, as in generation: about one seed in four gives a phased map
+    graph = next(g for g in (label_graph(model, refl, seed=s) for s in range(20)) if g is not None)
     heavy = [i for i, a in enumerate(model.atoms) if a.element != "H"]
     # H counts of the source model from its AFIX groups (not from distances, as the labeller does)
     afix_h = dict(zip(heavy, hydrogen_counts(model.atoms)))
