@@ -16,6 +16,11 @@ from cctbx import maptbx, miller, sgtbx
 from cctbx.array_family import flex
 
 
+def miller_indices_array(indices: flex.miller_index) -> np.ndarray:
+    """(n, 3) int64 array of Miller indices, without a Python loop over tuples."""
+    return np.rint(indices.as_vec3_double().as_numpy_array()).astype(np.int64).reshape(-1, 3)
+
+
 class DensityMap:
     """The P1 map of one cycle; `sigma` and `skewness` as smtbx's fft_map extension gives them."""
 
@@ -26,11 +31,12 @@ class DensityMap:
     def _central_moments(self) -> tuple[float, float, float]:
         if self._moments is None:
             flat = self.rho.reshape(-1)
-            mean = float(flat.mean())
+            n = flat.size
+            mean = float(flat.sum()) / n
             d = flat - mean
             d2 = d * d
             # not np.dot: a threaded BLAS call per cycle oversubscribes the generator's worker processes
-            self._moments = (mean, float(d2.mean()), float((d2 * d).mean()))
+            self._moments = (mean, float(d2.sum()) / n, float((d2 * d).sum()) / n)
         return self._moments
 
     def sigma(self) -> float:
@@ -59,7 +65,7 @@ class NumpyFlippingIterator:
         self._cut = int(self.weak_reflection_fraction * len(self._fo))
         self._weak_turn = np.exp(1j * self.delta_varphi)
         self._setup_grid(f_obs)
-        phi = phases.as_numpy_array()[np.array(order, dtype=np.int64)]
+        phi = phases.as_numpy_array()[order.as_numpy_array()]
         self._fc = self._fo * np.exp(1j * phi)
         self.f_000 = float(f_000)
         self._synthesise()
@@ -119,7 +125,7 @@ class NumpyFlippingIterator:
         self._fft_scale = volume / n_points
         self._map_scale = n_points / volume
         # the half grid holds l >= 0: a reflection with l < 0 is stored as its Friedel mate
-        hkl = np.array(self._set.indices(), dtype=np.int64).reshape(-1, 3)
+        hkl = miller_indices_array(self._set.indices())
         self._mate = hkl[:, 2] < 0
         hkl[self._mate] *= -1
         self._linear = ((hkl[:, 0] % n0) * n1 + hkl[:, 1] % n1) * self._half[2] + hkl[:, 2]

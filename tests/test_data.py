@@ -6,12 +6,13 @@ import itertools
 import numpy as np
 import pytest
 from cctbx import crystal, miller, xray
+from cctbx import euclidean_model_matching as emma
 from cctbx.array_family import flex
 
 from aisolve.core.outputs import hydrogen_counts
 from aisolve.core.shelx_ins import read_ins
 from aisolve.models.data.generate import GenConfig, generate, split_of
-from aisolve.models.data.labelling import align_to_model, label_graph
+from aisolve.models.data.labelling import MATCH, align_by_correlation, label_graph
 from aisolve.models.data.molecules import embed, nci_smiles
 from aisolve.models.data.packing import pack
 from aisolve.models.data.phaser_samples import GRID_SHAPE, PhaserSampler, grid_indices
@@ -33,6 +34,18 @@ def _min_distance(model, site, i_atom) -> float:
     return best
 
 
+def _emma_aligned(sites, model, heavy):
+    """Sites moved onto the model by emma's search over the allowed origins and hands: a reference
+    independent of the labeller's structure-factor correlation."""
+    sps = model.symmetry.special_position_settings(min_distance_sym_equiv=0.5)
+    ref = emma.model(sps, [emma.position(str(k), model.atoms[i].xyz) for k, i in enumerate(heavy)])
+    sol = emma.model(sps, [emma.position(str(k), tuple(s)) for k, s in enumerate(sites)])
+    matches = emma.model_matches(ref, sol, tolerance=MATCH, models_are_diffraction_index_equivalent=False)
+    best = max(matches.refined_matches, key=lambda m: (len(m.pairs), -m.rms))
+    r = np.array(best.rt.r.elems, dtype=float).reshape(3, 3)
+    return sites @ r.T + np.array(best.rt.t.elems, dtype=float)
+
+
 def test_labels_on_hand_checked_structure():
     model = read_ins(EXAMPLE / "reference" / "sucrose.res")
     model.peaks = []
@@ -42,7 +55,7 @@ def test_labels_on_hand_checked_structure():
     heavy = [i for i, a in enumerate(model.atoms) if a.element != "H"]
     # H counts of the source model from its AFIX groups (not from distances, as the labeller does)
     afix_h = dict(zip(heavy, hydrogen_counts(model.atoms)))
-    aligned = align_to_model(graph.xyz.astype(float), model, heavy)
+    aligned = _emma_aligned(graph.xyz.astype(float), model, heavy)
     n_atoms = 0
     for site, label, n_h in zip(aligned, graph.label, graph.h_count):
         dists = [(_min_distance(model, site, i), i) for i in heavy]
@@ -54,6 +67,24 @@ def test_labels_on_hand_checked_structure():
         elif d > 0.55:
             assert label == 0 and n_h == -1
     assert n_atoms >= 20  # nearly every one of sucrose's 23 non-H atoms has its peak
+
+
+@pytest.mark.parametrize("hand", [1, -1])
+def test_alignment_finds_origin_shift_and_hand(hand):
+    """A 'solution' that is sucrose (P2_1) inverted or not and moved by an allowed origin shift
+    (any y: the polar axis) comes back onto the model's atoms."""
+    model = read_ins(EXAMPLE / "reference" / "sucrose.res")
+    model.peaks = []
+    heavy = [i for i, a in enumerate(model.atoms) if a.element != "H"]
+    shift = np.array([0.5, 0.3712, 0.0])
+    true_sites = np.array([model.atoms[i].xyz for i in heavy])
+    moved = hand * true_sites + shift
+    xs = model.to_xray(include_hydrogens=False)
+    xs.set_sites_frac(flex.vec3_double([tuple(hand * np.array(sc.site) + shift) for sc in xs.scatterers()]))
+    f_solution = xs.structure_factors(d_min=0.9).f_calc()
+    aligned = align_by_correlation(moved, f_solution, model)
+    for site, i in zip(aligned, heavy):
+        assert _min_distance(model, site, i) < 0.05
 
 
 def test_same_seed_same_output_whatever_the_workers(tmp_path):
