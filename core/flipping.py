@@ -15,10 +15,7 @@ import scipy.fft
 from cctbx import maptbx, miller, sgtbx
 from cctbx.array_family import flex
 
-
-def miller_indices_array(indices: flex.miller_index) -> np.ndarray:
-    """(n, 3) int64 array of Miller indices, without a Python loop over tuples."""
-    return np.rint(indices.as_vec3_double().as_numpy_array()).astype(np.int64).reshape(-1, 3)
+from aisolve.core.model import miller_indices_array
 
 
 class DensityMap:

@@ -156,6 +156,11 @@ class Structure:
         return counts
 
 
+def miller_indices_array(indices: flex.miller_index) -> np.ndarray:
+    """(n, 3) int64 array of Miller indices, without a Python loop over tuples."""
+    return np.rint(indices.as_vec3_double().as_numpy_array()).astype(np.int64).reshape(-1, 3)
+
+
 @dataclass
 class ReflectionData:
     """Measured reflections as read: not merged unless `merged` says so."""

@@ -18,8 +18,7 @@ from cctbx.array_family import flex
 from aisolve.core.data_prep import prepare
 from aisolve.core.elements import ATOMIC_NUMBER
 from aisolve.core.evaluate import h_counts_by_distance
-from aisolve.core.flipping import miller_indices_array
-from aisolve.core.model import ReflectionData, Structure
+from aisolve.core.model import ReflectionData, Structure, miller_indices_array
 from aisolve.core.peaks import fourier_peaks
 from aisolve.core.phasing import ChargeFlippingPhaser
 from aisolve.models.graph_inputs import PEAK_MIN_HEIGHT, graph_peak_count
