@@ -18,12 +18,29 @@ from smtbx.ab_initio import charge_flipping
 from aisolve.core.data_prep import PreparedData, normalisation_factors
 from aisolve.core.errors import InputError
 from aisolve.core.flipping import NumpyFlippingIterator
+from aisolve.core.origin_search import origin_solutions
 from aisolve.core.stages import PhaserNotApplicable, PhasingResult, PhasingTrial, Progress, no_progress
 
 
 def map_skewness(f_calc: miller.array) -> float:
     fft = f_calc.fft_map(resolution_factor=1 / 3, symmetry_flags=maptbx.use_space_group_symmetry)
     return maptbx.more_statistics(fft.real_map(False)).skewness()
+
+
+class _SolvingIterator(charge_flipping.solving_iterator):
+    """smtbx's state machine with our origin search in its evaluation step (same acceptance:
+    symmetrised solutions whose intensities correlate with F_obs^2 to min_cc_peak_height)."""
+
+    def _evaluating(self, original_f_obs):
+        while True:
+            attempts = 0
+            while attempts < self.max_attempts_to_get_sharp_correlation_map:
+                attempts += 1
+                self.f_calc_solutions = [
+                    (s.f_calc, s.shift, s.cc)
+                    for s in origin_solutions(original_f_obs, self.flipping_iterator.f_calc, self.min_cc_peak_height)]
+                yield self.finished if self.f_calc_solutions else self.starting
+            self.max_attempts_exceeded = True
 
 
 class ChargeFlippingPhaser:
@@ -50,7 +67,7 @@ class ChargeFlippingPhaser:
             flipping = NumpyFlippingIterator(delta=None)
             # Two attempts per run: smtbx grows its iteration limit to a float on the third,
             # which islice() refuses; a fresh run with a new seed is as good.
-            solving = charge_flipping.solving_iterator(
+            solving = _SolvingIterator(
                 flipping, data.f_obs, yield_during_delta_guessing=True, yield_solving_interval=1,
                 normalisations_for=normalisation_factors, max_attempts_to_get_phase_transition=2)
             n = 0

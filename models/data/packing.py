@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
-from cctbx import sgtbx, uctbx, xray
+from cctbx import sgtbx, uctbx
 from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
@@ -43,74 +43,78 @@ def random_cell(group: sgtbx.space_group, volume: float, rng: np.random.Generato
     return (*(ratios * scale), al, be, ga)
 
 
-def _clashes(xs: xray.structure, molecule_of: list[int]) -> bool:
-    """Any two atoms of different molecules or symmetry copies closer than MIN_CONTACT?
+class _Trial:
+    """The fixed part of a packing (molecules, orientations, positions, symmetry) with a clash
+    test for any cell: each bisection step only changes the cell, so nothing is rebuilt."""
 
-    All symmetry copies in the 125 surrounding cells go into one KD-tree (Cartesian); pairs are
-    checked against the contact limit of their types. Pairs within the same copy of one molecule
-    (same operator, same cell, same molecule) are bonds, not contacts.
-    """
-    uc = xs.unit_cell()
-    frac = np.array(xs.sites_frac())
-    frac -= np.floor(frac.mean(axis=0))  # the base copy's centroid in the unit cell
-    is_h = np.array([sc.scattering_type in ("H", "D") for sc in xs.scatterers()])
-    mol = np.array(molecule_of)
-    ops = xs.space_group().all_ops()
-    assert ops[0].is_unit_mx()
-    # Every copy's centroid in the cell; a molecule can be longer than an edge, so +-2 cells.
-    shifts = np.array(list(itertools.product(range(-2, 3), repeat=3)), dtype=float)
-    identity = int(np.flatnonzero((shifts == 0).all(axis=1))[0])  # op 0, no shift
-    n = len(frac)
-    orth = np.array(uc.orthogonalization_matrix()).reshape(3, 3)
-    base = frac @ orth.T
-    centre = base.mean(axis=0)
-    # Only copies whose atoms can reach the base copy's atoms go into the tree.
-    reach = 2 * np.linalg.norm(base - centre, axis=1).max() + MIN_CONTACT[("X", "X")]
-    copies, copy_ids = [], []
-    for k, op in enumerate(ops):
-        r = np.array(op.r().as_double()).reshape(3, 3)
-        t = np.array(op.t().as_double())
-        moved = frac @ r.T + t
-        moved -= np.floor(moved.mean(axis=0))
-        centres = (moved.mean(axis=0) + shifts) @ orth.T
-        near = np.flatnonzero(np.linalg.norm(centres - centre, axis=1) <= reach)
-        copies.append(((moved[None, :, :] + shifts[near][:, None, :]) @ orth.T).reshape(-1, 3))
-        copy_ids.append(k * len(shifts) + near)
-    cart = np.concatenate(copies)
-    copy_of = np.repeat(np.concatenate(copy_ids), n)
-    hits = cKDTree(cart).query_ball_point(base, r=MIN_CONTACT[("X", "X")], return_sorted=False)
-    i = np.repeat(np.arange(n), [len(h) for h in hits])
-    if not len(i):
-        return False
-    h = np.concatenate([np.asarray(x, dtype=np.int64) for x in hits])
-    copy, j = copy_of[h], h % n
-    d = np.linalg.norm(cart[h] - base[i], axis=1)
-    same_copy = copy == identity
-    # pairs within one copy of one molecule are bonds; an atom with itself is no contact
-    contact = ~(same_copy & (mol[i] == mol[j])) & ~(same_copy & (d < 1e-6))
-    limit = np.where(is_h[i] & is_h[j], MIN_CONTACT[("H", "H")],
-                     np.where(is_h[i] | is_h[j], MIN_CONTACT[("H", "X")], MIN_CONTACT[("X", "X")]))
-    return bool(np.any(contact & (d < limit)))
+    def __init__(self, molecules, placements, group: sgtbx.space_group):
+        self.elements = [el for els, _ in molecules for el in els]
+        # Cartesian offsets of each atom from its molecule's centre, and the centres (fractional)
+        self.offsets = np.concatenate([xyz @ rot.T for (_, xyz), (rot, _) in zip(molecules, placements)])
+        self.centres = np.concatenate([np.repeat(np.asarray(c, dtype=float)[None, :], len(els), axis=0)
+                                       for (els, _), (_, c) in zip(molecules, placements)])
+        self.molecule_of = np.repeat(np.arange(len(molecules)), [len(els) for els, _ in molecules])
+        self.is_h = np.array([el in ("H", "D") for el in self.elements])
+        ops = group.all_ops()
+        assert ops[0].is_unit_mx()
+        self.rot = np.array([op.r().as_double() for op in ops], dtype=float).reshape(-1, 3, 3)
+        self.trans = np.array([op.t().as_double() for op in ops], dtype=float).reshape(-1, 3)
+
+    def frac(self, cell) -> np.ndarray:
+        to_frac = np.array(uctbx.unit_cell(cell).fractionalization_matrix()).reshape(3, 3)
+        return np.einsum("ij,nj->ni", to_frac, self.offsets) + self.centres
+
+    def clashes(self, cell) -> bool:
+        """Any two atoms of different molecules or symmetry copies closer than MIN_CONTACT?
+
+        All symmetry copies in the 125 surrounding cells that can reach the base copy go into one
+        KD-tree (Cartesian); pairs are checked against the contact limit of their types. Pairs
+        within the same copy of one molecule (same operator, same cell) are bonds, not contacts.
+        An atom on or next to a special position meets its own image and so clashes too.
+        """
+        frac = self.frac(cell)
+        frac -= np.floor(frac.mean(axis=0))  # the base copy's centroid in the unit cell
+        orth = np.array(uctbx.unit_cell(cell).orthogonalization_matrix()).reshape(3, 3)
+        # Every copy's centroid in the cell; a molecule can be longer than an edge, so +-2 cells.
+        shifts = _SHIFTS
+        n = len(frac)
+        base = np.einsum("ij,nj->ni", orth, frac)
+        centre = base.mean(axis=0)
+        reach = 2 * np.sqrt(((base - centre) ** 2).sum(axis=1)).max() + MIN_CONTACT[("X", "X")]
+        copies, copy_ids = [], []
+        for k in range(len(self.rot)):
+            moved = np.einsum("ij,nj->ni", self.rot[k], frac) + self.trans[k]
+            moved -= np.floor(moved.mean(axis=0))
+            centres = np.einsum("ij,sj->si", orth, moved.mean(axis=0) + shifts)
+            near = np.flatnonzero(((centres - centre) ** 2).sum(axis=1) <= reach * reach)
+            copies.append(np.einsum("ij,snj->sni", orth, moved[None, :, :] + shifts[near][:, None, :]).reshape(-1, 3))
+            copy_ids.append(k * len(shifts) + near)
+        cart = np.concatenate(copies)
+        copy_of = np.repeat(np.concatenate(copy_ids), n)
+        hits = cKDTree(cart).query_ball_point(base, r=MIN_CONTACT[("X", "X")], return_sorted=False)
+        i = np.repeat(np.arange(n), [len(h) for h in hits])
+        if not len(i):
+            return False
+        h = np.concatenate([np.asarray(x, dtype=np.int64) for x in hits])
+        copy, j = copy_of[h], h % n
+        d = np.sqrt(((cart[h] - base[i]) ** 2).sum(axis=1))
+        same_copy = copy == _IDENTITY
+        mol, is_h = self.molecule_of, self.is_h
+        # pairs within one copy of one molecule are bonds; an atom with itself is no contact
+        contact = ~(same_copy & (mol[i] == mol[j])) & ~(same_copy & (d < 1e-6))
+        limit = np.where(is_h[i] & is_h[j], MIN_CONTACT[("H", "H")],
+                         np.where(is_h[i] | is_h[j], MIN_CONTACT[("H", "X")], MIN_CONTACT[("X", "X")]))
+        return bool(np.any(contact & (d < limit)))
+
+    def structure(self, group, cell, title) -> Structure:
+        frac = self.frac(cell)
+        atoms = [Atom(label=f"{el}{k + 1}", element=el, xyz=tuple(float(v) for v in xyz), uiso=0.03)
+                 for k, (el, xyz) in enumerate(zip(self.elements, frac))]
+        return Structure(cell=tuple(cell), space_group=group, title=title, atoms=atoms)
 
 
-def _build(molecules, placements, group, cell, title) -> tuple[Structure, list[int]]:
-    uc = uctbx.unit_cell(cell)
-    atoms, molecule_of = [], []
-    for k, ((elements, xyz), (rot, frac_centre)) in enumerate(zip(molecules, placements)):
-        cart = xyz @ rot.T + np.array(uc.orthogonalize(tuple(frac_centre)))
-        for el, c in zip(elements, cart):
-            atoms.append(Atom(label=f"{el}{len(atoms) + 1}", element=el,
-                              xyz=tuple(uc.fractionalize(tuple(c))), uiso=0.03))
-            molecule_of.append(k)
-    return Structure(cell=cell, space_group=group, title=title, atoms=atoms), molecule_of
-
-
-def _fits(molecules, placements, group, cell, title) -> Structure | None:
-    st, molecule_of = _build(molecules, placements, group, cell, title)
-    xs = st.to_xray()
-    if any(not s.is_point_group_1() for s in xs.site_symmetry_table().table()):
-        return None  # on or next to a special position: would clash with its own copy
-    return None if _clashes(xs, molecule_of) else st
+_SHIFTS = np.array(list(itertools.product(range(-2, 3), repeat=3)), dtype=float)
+_IDENTITY = int(np.flatnonzero((_SHIFTS == 0).all(axis=1))[0])  # op 0, no shift
 
 
 def _scaled(cell, axis: int, factor: float) -> tuple[float, ...]:
@@ -128,22 +132,22 @@ def pack(molecules: list[tuple[list[str], np.ndarray]], space_group: str, rng: n
         cell = random_cell(group, n_heavy * group.order_z() * START_VOLUME, rng)
         placements = [(Rotation.random(random_state=int(rng.integers(2 ** 31))).as_matrix(),
                        rng.uniform(0, 1, size=3)) for _ in molecules]
-        best = _fits(molecules, placements, group, cell, title)
-        if best is None:
+        trial = _Trial(molecules, placements, group)
+        if trial.clashes(cell):
             continue
         for _round in range(2):
             for axis in rng.permutation(3):
                 lo, hi = 0.45, 1.0  # hi fits, lo assumed not to
                 for _step in range(6):
                     mid = 0.5 * (lo + hi)
-                    trial = _fits(molecules, placements, group, _scaled(cell, axis, mid), title)
-                    if trial is not None:
-                        hi, best = mid, trial
-                    else:
+                    if trial.clashes(_scaled(cell, axis, mid)):
                         lo = mid
+                    else:
+                        hi = mid
                 cell = _scaled(cell, axis, hi)
-        if best.unit_cell.volume() / (n_heavy * group.order_z()) > MAX_VOLUME:
+        if uctbx.unit_cell(cell).volume() / (n_heavy * group.order_z()) > MAX_VOLUME:
             continue
+        best = trial.structure(group, cell, title)
         counts: dict[str, float] = {}
         for a in best.atoms:
             counts[a.element] = counts.get(a.element, 0.0) + group.order_z()
