@@ -46,10 +46,11 @@ class _SolvingIterator(charge_flipping.solving_iterator):
 class ChargeFlippingPhaser:
     name = "charge_flipping"
 
-    def __init__(self, n_trials: int = 5, min_trials: int = 3, seed: int = 0):
+    def __init__(self, n_trials: int = 5, min_trials: int = 3, seed: int = 0, max_cycles: int = 500):
         self.n_trials = n_trials
         self.min_trials = min_trials
         self.seed = seed
+        self.max_cycles = max_cycles  # per attempt at a phase transition (smtbx's default: 500)
 
     def phase(self, data: PreparedData, symmetry: crystal.symmetry, time_budget: float = 60.0,
               progress: Progress = no_progress) -> PhasingResult:
@@ -69,7 +70,8 @@ class ChargeFlippingPhaser:
             # which islice() refuses; a fresh run with a new seed is as good.
             solving = _SolvingIterator(
                 flipping, data.f_obs, yield_during_delta_guessing=True, yield_solving_interval=1,
-                normalisations_for=normalisation_factors, max_attempts_to_get_phase_transition=2)
+                normalisations_for=normalisation_factors, max_attempts_to_get_phase_transition=2,
+                max_solving_iterations=self.max_cycles)
             n = 0
             for _ in solving:
                 n += 1
