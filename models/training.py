@@ -31,6 +31,7 @@ class RunConfig:
     eval_every: int = 200
     checkpoint_seconds: float = 300.0
     device: str = "cpu"
+    init: str | None = None  # weights (.pt with a "model" entry) to start from instead of random ones
 
 
 def fit(model, cfg: RunConfig, lr: float, make_step: Callable, validate: Callable[[], dict], saved_config: dict,
@@ -54,6 +55,9 @@ def fit(model, cfg: RunConfig, lr: float, make_step: Callable, validate: Callabl
         rng.setstate(saved["rng"])
         nprng = np.random.default_rng(saved["nprng_seed"])
         log(f"resumed at step {state['step']}")
+    elif cfg.init:
+        model.load_state_dict(torch.load(cfg.init, map_location=device, weights_only=False)["model"])
+        log(f"started from the weights in {cfg.init}")
 
     def save(path: Path) -> None:
         torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "state": state,
@@ -114,12 +118,13 @@ def training_parser(description: str, presets, minutes: float):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eval-every", type=int, default=200)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--init", help="start from these weights (a .pt file with a 'model' entry, same architecture)")
     return p
 
 
 def common_options(a) -> dict:
     return dict(out=a.out, preset=a.preset, minutes=a.minutes, max_steps=a.max_steps, seed=a.seed,
-                eval_every=a.eval_every, device=a.device)
+                eval_every=a.eval_every, device=a.device, init=a.init)
 
 
 def print_outcome(state: dict) -> None:
