@@ -10,8 +10,8 @@ is coherent (every term equal to F(h)) at x = s and partly cancels elsewhere. So
 T(x) = sum_h w_h |F_x(h)|^2 peaks at the origins; expanded, T is a Fourier series in
 k = h(R - R'), so one FFT of coefficients gathered per pair of operations gives T on a whole grid.
 smtbx's fast translation function (Navaza & Vernoslova 1995) and its L-BFGS shift refinement find
-the same origins at several times the cost, and were a quarter of the training-data generator's
-time; the choice among origins (largest correlation of |F_x|^2 with F_obs^2) is the same.
+the same origins at several times the cost, and took a quarter to two fifths of the training-data
+generator's time; the choice among origins (largest correlation of |F_x|^2 with F_obs^2) is the same.
 """
 from __future__ import annotations
 

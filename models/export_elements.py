@@ -117,10 +117,11 @@ KINDS = {
 
 
 def _extra_options(cfg: dict) -> str:
-    """The element trainer's options that were not left at their defaults, as command-line flags."""
-    flags = {"p_thin": ("--p-thin", 0.0), "not_atom_weight": ("--not-atom-weight", 1.0)}
-    return "".join(f" {flag} {cfg[key]:g}" for key, (flag, default) in flags.items()
-                   if key in cfg and cfg[key] != default)
+    """The trainer's options that were not left at their defaults, as command-line flags."""
+    flags = {"p_thin": ("--p-thin", 0.0), "not_atom_weight": ("--not-atom-weight", 1.0), "lr": ("--lr", None)}
+    out = "".join(f" {flag} {cfg[key]:g}" for key, (flag, default) in flags.items()
+                  if cfg.get(key) is not None and cfg[key] != default)
+    return out + (f" --init {cfg['init']}" if cfg.get("init") else "")
 
 
 def model_card(saved: dict, onnx_difference: float, kind: str = "elements") -> dict:

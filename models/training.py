@@ -32,12 +32,14 @@ class RunConfig:
     checkpoint_seconds: float = 300.0
     device: str = "cpu"
     init: str | None = None  # weights (.pt with a "model" entry) to start from instead of random ones
+    lr: float | None = None  # peak learning rate; None: the preset's (lower suits fine-tuning from --init)
 
 
 def fit(model, cfg: RunConfig, lr: float, make_step: Callable, validate: Callable[[], dict], saved_config: dict,
         score_key: str = "atom_accuracy", log=print) -> dict:
-    """Train `model` for the run `cfg` describes."""
+    """Train `model` for the run `cfg` describes (`lr`: the preset's peak rate unless cfg.lr says)."""
     import torch
+    lr = cfg.lr or lr
     out, minutes, max_steps, eval_every, seed = Path(cfg.out), cfg.minutes, cfg.max_steps, cfg.eval_every, cfg.seed
     checkpoint_seconds, device = cfg.checkpoint_seconds, cfg.device
     out.mkdir(parents=True, exist_ok=True)
@@ -119,12 +121,13 @@ def training_parser(description: str, presets, minutes: float):
     p.add_argument("--eval-every", type=int, default=200)
     p.add_argument("--device", default="cpu")
     p.add_argument("--init", help="start from these weights (a .pt file with a 'model' entry, same architecture)")
+    p.add_argument("--lr", type=float, help="peak learning rate (default: the preset's)")
     return p
 
 
 def common_options(a) -> dict:
     return dict(out=a.out, preset=a.preset, minutes=a.minutes, max_steps=a.max_steps, seed=a.seed,
-                eval_every=a.eval_every, device=a.device, init=a.init)
+                eval_every=a.eval_every, device=a.device, init=a.init, lr=a.lr)
 
 
 def print_outcome(state: dict) -> None:
