@@ -56,11 +56,17 @@ def _required(st: Structure) -> list[int]:
 
 
 def h_counts_by_distance(st: Structure, max_distance: float = 1.25) -> list[int]:
-    """H atoms bonded to each atom of `st` (by distance, with symmetry): the reference's H counts."""
+    """H atoms riding on each atom of `st` (by distance, with symmetry): the reference's H counts.
+    Each H counts once, on its nearest non-H atom: an H in a short, strong hydrogen bond (e.g.
+    hydrogen maleate's O-H...O, 1.2 A from both oxygens) rides on one of them, not on both."""
     xs = st.to_xray(include_hydrogens=True)
     elements = [a.element for a in st.atoms]
     table = contacts(xs, cutoff=max_distance)
-    return [sum(1 for c in row if elements[c.j] in ("H", "D") and 0.5 < c.distance <= max_distance
+    is_h = [e in ("H", "D") for e in elements]
+    nearest = [min((c.distance for c in row if not is_h[c.j] and c.distance > 0.5), default=None)
+               if is_h[k] else None for k, row in enumerate(table)]
+    return [sum(1 for c in row if is_h[c.j] and 0.5 < c.distance <= max_distance
+                and nearest[c.j] is not None and c.distance <= nearest[c.j] + 1e-4
                 and (st.atoms[c.j].occupancy >= 0.5 or st.atoms[c.j].part in (0, 1)))
             for row in table]
 

@@ -192,3 +192,20 @@ def test_difference_density_settles_the_n_h_that_bond_lengths_leave_in_doubt():
     n_h = {heavy[g.pivot].label: len(g.sites_frac) for g in groups if heavy[g.pivot].element == "N"}
     assert n_h.get("N11") == n_h.get("N21") == 1
     assert "N12" not in n_h and "N22" not in n_h
+
+
+def test_reference_h_count_gives_a_shared_hydrogen_to_its_nearest_atom():
+    """Hydrogen maleate's O-H...O: the H is within 1.25 A of both oxygens but rides on one (the
+    nearer); a water O two H atoms 0.96 A away keeps both."""
+    from cctbx import sgtbx
+
+    from aisolve.core.evaluate import h_counts_by_distance
+    from aisolve.core.model import Atom, Structure
+    a = 12.0
+    cart = {"O1": (1.0, 1.0, 1.0), "O2": (3.42, 1.0, 1.0), "H1": (2.19, 1.0, 1.0),
+            "O3": (6.0, 6.0, 6.0), "H2": (6.96, 6.0, 6.0), "H3": (5.76, 6.93, 6.0)}
+    atoms = [Atom(label=k, element=k[0], xyz=tuple(v / a for v in xyz), uiso=0.03) for k, xyz in cart.items()]
+    st = Structure(cell=(a, a, a, 90, 90, 90), space_group=sgtbx.space_group_info("P1").group(), title="t",
+                   atoms=atoms)
+    counts = dict(zip(cart, h_counts_by_distance(st)))
+    assert (counts["O1"], counts["O2"], counts["O3"]) == (1, 0, 2)
