@@ -398,13 +398,16 @@ def checked_counts(xs: xray.structure, counts: list[int]) -> tuple[list[int], li
     for i, (el, n) in enumerate(zip(elements, counts)):
         nbrs = [c for c in bond_table[i] if elements[c.j] not in ("H", "D")]
         room = max(MAX_VALENCE.get(el, 0) - len(nbrs), 0)
-        if n <= room:
+        # riding H are placed relative to the pivot's bonds; without one only a water's pair can be
+        placeable = bool(nbrs) or n == 0 or (el == "O" and n == 2)
+        if n <= room and placeable:
             out.append(n)
             continue
         pivot = np.array(uc.orthogonalize(sites[i]))
         geometric = N_H.get(afix_for(el, pivot, [(elements[c.j], np.array(uc.orthogonalize(c.site)))
                                                  for c in nbrs]), 0)
-        conflicts.append(f"atom {i + 1} ({el}, {len(nbrs)} bonds): {n} H predicted exceed its valence; "
+        problem = "exceed its valence" if n > room else "have no heavy-atom bond to ride on"
+        conflicts.append(f"atom {i + 1} ({el}, {len(nbrs)} bonds): {n} H predicted {problem}; "
                          f"the geometry rules' {geometric} used")
         out.append(geometric)
     return out, conflicts

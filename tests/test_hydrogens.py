@@ -209,3 +209,15 @@ def test_reference_h_count_gives_a_shared_hydrogen_to_its_nearest_atom():
                    atoms=atoms)
     counts = dict(zip(cart, h_counts_by_distance(st)))
     assert (counts["O1"], counts["O2"], counts["O3"]) == (1, 0, 2)
+
+
+def test_predicted_h_on_an_atom_without_bonds_is_replaced_and_placing_does_not_fail():
+    """A lone C (no heavy neighbour) predicted CH3: a riding group needs a bond to turn about, so the
+    geometry rules' count is used and reported; a lone O predicted water keeps its two H."""
+    xs = _p1({"C1": ("C", (5.0, 5.0, 5.0)), "O1": ("O", (12.0, 12.0, 12.0)),
+              "C2": ("C", (2.0, 15.0, 3.0)), "C3": ("C", (3.5, 15.0, 3.0))})
+    fixed, conflicts = checked_counts(xs, [3, 2, 3, 3])
+    assert fixed[0] == 0 and fixed[1] == 2 and fixed[2:] == [3, 3]
+    assert len(conflicts) == 1 and "no heavy-atom bond" in conflicts[0] and "atom 1 " in conflicts[0]
+    groups = place_hydrogens(xs, None, None, fixed)
+    assert sorted(len(g.sites_frac) for g in groups) == [2, 3, 3]
