@@ -154,6 +154,7 @@ def origin_solutions(f_obs: miller.array, f_calc_p1: miller.array, min_cc: float
     order = np.argsort(-t_map[tuple(peaks.T)])[:max_candidates]
     multiplicity = f_obs.multiplicities().data().as_numpy_array().astype(float)
     correlation = _Correlation(terms, fo_sq, multiplicity)
+    coherent_total = (fo_sq * np.abs(terms.a).sum(axis=0) ** 2).sum()  # T's value for a perfectly symmetric map
     out: list[OriginSolution] = []
     for j in peaks[order]:
         fit = optimize.minimize(lambda x: tuple(-v for v in correlation(x)), j / np.array(grid), jac=True,
@@ -163,8 +164,7 @@ def origin_solutions(f_obs: miller.array, f_calc_p1: miller.array, min_cc: float
         cc = -float(fit.fun)
         if cc < min_cc:
             continue
-        coherence = float((fo_sq * np.abs(f_x) ** 2).sum() * terms.n_ops ** 2 /
-                          (fo_sq * np.abs(terms.a).sum(axis=0) ** 2).sum())
+        coherence = float((fo_sq * np.abs(f_x) ** 2).sum() * terms.n_ops ** 2 / coherent_total)
         out.append(OriginSolution(f_calc=miller.array(f_obs, flex.complex_double(f_x)),
                                   shift=x, cc=cc, coherence=coherence))
     out.sort(key=lambda s: -s.cc)

@@ -3,18 +3,14 @@ against smtbx's fast translation function + shift refinement on a real flipping 
 import aisolve.core  # noqa: F401  (cctbx first)
 import numpy as np
 import pytest
-from cctbx import maptbx, sgtbx
+from cctbx import sgtbx
 from cctbx.array_family import flex
 from cctbx.development import random_structure
 from smtbx.ab_initio import charge_flipping
 
 from aisolve.core.model import miller_indices_array
 from aisolve.core.origin_search import _grid_for, _SymmetryTerms, origin_solutions
-
-
-def _skewness(f):
-    fft = f.fft_map(resolution_factor=1 / 3, symmetry_flags=maptbx.use_space_group_symmetry)
-    return maptbx.more_statistics(fft.real_map(False)).skewness()
+from aisolve.core.phasing import map_skewness
 
 
 def _structure_factors(symbol, seed=2):
@@ -40,7 +36,7 @@ def test_shifted_p1_copy_comes_back_symmetric(symbol):
     shift = np.random.default_rng(0).random(3)
     best = origin_solutions(f_obs, _shifted_p1(f, shift))[0]
     assert best.cc > 0.9999 and best.coherence > 0.999
-    assert _skewness(best.f_calc) == pytest.approx(_skewness(f), rel=1e-4)
+    assert map_skewness(best.f_calc) == pytest.approx(map_skewness(f), rel=1e-4)
     assert np.allclose(np.abs(best.f_calc.data().as_numpy_array()), np.abs(f.data().as_numpy_array()), rtol=1e-4,
                        atol=1e-4 * np.abs(f.data().as_numpy_array()).max())
 
@@ -68,7 +64,7 @@ def test_same_origin_as_smtbx_on_a_flipping_solution():
     theirs = max(charge_flipping.f_calc_symmetrisations(f_obs, f_p1, 0.0), key=lambda s: s[2])
     ours = origin_solutions(f_obs, f_p1, min_cc=0.0)[0]
     assert ours.cc == pytest.approx(theirs[2], abs=2e-3)
-    assert _skewness(ours.f_calc) == pytest.approx(_skewness(theirs[0]), rel=1e-2)
+    assert map_skewness(ours.f_calc) == pytest.approx(map_skewness(theirs[0]), rel=1e-2)
 
 
 def test_no_solution_below_the_correlation_floor():

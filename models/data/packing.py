@@ -60,8 +60,8 @@ class _Trial:
         self.rot = np.array([op.r().as_double() for op in ops], dtype=float).reshape(-1, 3, 3)
         self.trans = np.array([op.t().as_double() for op in ops], dtype=float).reshape(-1, 3)
 
-    def frac(self, cell) -> np.ndarray:
-        to_frac = np.array(uctbx.unit_cell(cell).fractionalization_matrix()).reshape(3, 3)
+    def frac(self, uc: uctbx.unit_cell) -> np.ndarray:
+        to_frac = np.array(uc.fractionalization_matrix()).reshape(3, 3)
         return np.einsum("ij,nj->ni", to_frac, self.offsets) + self.centres
 
     def clashes(self, cell) -> bool:
@@ -72,9 +72,10 @@ class _Trial:
         within the same copy of one molecule (same operator, same cell) are bonds, not contacts.
         An atom on or next to a special position meets its own image and so clashes too.
         """
-        frac = self.frac(cell)
+        uc = uctbx.unit_cell(cell)
+        frac = self.frac(uc)
         frac -= np.floor(frac.mean(axis=0))  # the base copy's centroid in the unit cell
-        orth = np.array(uctbx.unit_cell(cell).orthogonalization_matrix()).reshape(3, 3)
+        orth = np.array(uc.orthogonalization_matrix()).reshape(3, 3)
         # Every copy's centroid in the cell; a molecule can be longer than an edge, so +-2 cells.
         shifts = _SHIFTS
         n = len(frac)
@@ -107,7 +108,7 @@ class _Trial:
         return bool(np.any(contact & (d < limit)))
 
     def structure(self, group, cell, title) -> Structure:
-        frac = self.frac(cell)
+        frac = self.frac(uctbx.unit_cell(cell))
         atoms = [Atom(label=f"{el}{k + 1}", element=el, xyz=tuple(float(v) for v in xyz), uiso=0.03)
                  for k, (el, xyz) in enumerate(zip(self.elements, frac))]
         return Structure(cell=tuple(cell), space_group=group, title=title, atoms=atoms)
