@@ -156,6 +156,80 @@ def hydrogen_sites(afix: int, pivot: np.ndarray, neighbours: list[np.ndarray], d
             for k in range(n_h)]
 
 
+@dataclass
+class _Surroundings:
+    """What placing any atom's H needs, worked out once per structure."""
+    xs: xray.structure
+    elements: list[str]
+    bond_table: list[list[Contact]]
+    near: list[list[Contact]]
+    cold: bool
+    special: list[bool]
+
+    @classmethod
+    def of(cls, xs: xray.structure, temperature_c: float | None) -> "_Surroundings":
+        elements = [sc.scattering_type for sc in xs.scatterers()]
+        return cls(xs, elements, bonds(xs, elements), contacts(xs, cutoff=3.2),
+                   temperature_c is not None and temperature_c < -20,
+                   [xs.site_symmetry_table().is_special_position(i) for i in range(len(elements))])
+
+    def heavy_neighbours(self, i: int) -> tuple[list[Contact], list[tuple[str, np.ndarray]]]:
+        uc = self.xs.unit_cell()
+        nbrs = [c for c in self.bond_table[i] if self.elements[c.j] not in ("H", "D")]
+        return nbrs, [(self.elements[c.j], np.array(uc.orthogonalize(c.site))) for c in nbrs]
+
+
+def _group(env: _Surroundings, i: int, afix: int, density) -> HydrogenGroup | None:
+    """The riding group of atom i under AFIX `afix` (None for no H or a code with no X-H distance);
+    waters are placed together elsewhere."""
+    el = env.elements[i]
+    if afix in (0, WATER) or (el, afix) not in DISTANCES:
+        return None
+    uc = env.xs.unit_cell()
+    pivot = np.array(uc.orthogonalize(env.xs.scatterers()[i].site))
+    nbrs, nb_cart = env.heavy_neighbours(i)
+    d = DISTANCES[(el, afix)][1 if env.cold else 0]
+    if el == "O" and afix == 147 and any(e in NON_METALS for e, _ in nb_cart):
+        # a coordinated hydroxyl: the O-H rotates about its bond to the organic neighbour
+        keep = [k for k, (e, _) in enumerate(nb_cart) if e in NON_METALS]
+        nbrs, nb_cart = [nbrs[k] for k in keep], [nb_cart[k] for k in keep]
+    if not nbrs:
+        return None
+    second = _second_neighbour(env.bond_table, env.elements, nbrs, uc, pivot)
+    nb_sites = [s for _, s in nb_cart]
+    if afix in (137, 147):
+        cart = _best_rotation(afix, pivot, nb_sites, d, second, uc, density,
+                              _acceptors(env.near[i], nbrs, env.elements, uc) if afix == 147 else [])
+    else:
+        cart = hydrogen_sites(afix, pivot, nb_sites, d, 0.0, second)
+    return HydrogenGroup(i, afix, [tuple(uc.fractionalize(tuple(c))) for c in cart], d, U_FACTOR.get(afix, 1.2))
+
+
+def candidate_groups(xs: xray.structure, temperature_c: float | None = None,
+                     density: Callable[[tuple[float, float, float]], float] | None = None,
+                     max_h: int = 4) -> dict[int, dict[int, HydrogenGroup]]:
+    """For every atom bonded to a non-metal, the group each count 1..max_h would give it (AFIX
+    code as for a predicted count, rotating groups turned onto the density): what the difference
+    density is read at to weigh the counts. Counts beyond the valence or that the geometry cannot
+    place are absent; waters
+    (no heavy neighbour, or aqua ligands) are left out, their H being placed around one another."""
+    env = _Surroundings.of(xs, temperature_c)
+    uc = xs.unit_cell()
+    out: dict[int, dict[int, HydrogenGroup]] = {}
+    for i, el in enumerate(env.elements):
+        nbrs, nb_cart = env.heavy_neighbours(i)
+        if not any(e in NON_METALS for e, _ in nb_cart):
+            continue
+        geometric = afix_for(el, np.array(uc.orthogonalize(xs.scatterers()[i].site)), nb_cart)
+        if geometric == WATER:
+            continue
+        for k in range(1, min(max_h, MAX_VALENCE.get(el, 0) - len(nbrs)) + 1):
+            g = _group(env, i, afix_for_count(el, k, geometric, len(nbrs)), density)
+            if g is not None and len(g.sites_frac) == k:
+                out.setdefault(i, {})[k] = g
+    return out
+
+
 def place_hydrogens(xs: xray.structure, temperature_c: float | None = None,
                     density: Callable[[tuple[float, float, float]], float] | None = None,
                     counts: list[int | None] | None = None) -> list[HydrogenGroup]:
@@ -164,44 +238,29 @@ def place_hydrogens(xs: xray.structure, temperature_c: float | None = None,
     `density(site_frac)` scores rotating-group azimuths (difference density); `counts` may fix the
     number of H per atom (from a network), in which case the AFIX code follows that count.
     """
+    env = _Surroundings.of(xs, temperature_c)
     uc = xs.unit_cell()
-    elements = [sc.scattering_type for sc in xs.scatterers()]
-    bond_table = bonds(xs, elements)
-    near = contacts(xs, cutoff=3.2)
-    cold = temperature_c is not None and temperature_c < -20
-    groups: list[HydrogenGroup] = []
+    elements, cold = env.elements, env.cold
     sites = xs.sites_frac()
-    special = [xs.site_symmetry_table().is_special_position(i) for i in range(len(elements))]
+    groups: list[HydrogenGroup] = []
     waters: list[tuple[int, float, list[np.ndarray]]] = []  # placed last, around the H already there
     for i, el in enumerate(elements):
         pivot = np.array(uc.orthogonalize(sites[i]))
-        nbrs = [c for c in bond_table[i] if elements[c.j] not in ("H", "D")]
-        nb_cart = [(elements[c.j], np.array(uc.orthogonalize(c.site))) for c in nbrs]
+        nbrs, nb_cart = env.heavy_neighbours(i)
         afix = afix_for(el, pivot, nb_cart)
         if counts is not None and counts[i] is not None:
             afix = afix_for_count(el, counts[i], afix, len(nbrs))
         elif el == "N" and afix in (0, 43) and density is not None:
             afix = _nh_from_density(afix, pivot, nb_cart, uc, density, cold)
-        if afix == 0 or (el, afix) not in DISTANCES:
-            continue
-        d = DISTANCES[(el, afix)][1 if cold else 0]
-        if el == "O" and afix == 147 and any(e in NON_METALS for e, _ in nb_cart):
-            # a coordinated hydroxyl: the O-H rotates about its bond to the organic neighbour
-            keep = [k for k, (e, _) in enumerate(nb_cart) if e in NON_METALS]
-            nbrs, nb_cart = [nbrs[k] for k in keep], [nb_cart[k] for k in keep]
-        second = _second_neighbour(bond_table, elements, nbrs, uc, pivot) if nbrs else None
-        nb_sites = [s for _, s in nb_cart]
         if afix == WATER:
-            if not special[i]:  # else the site's own symmetry would copy the H: for the crystallographer
-                waters.append((i, d, [site for (e, site) in nb_cart if e not in NON_METALS]))
+            if not env.special[i]:  # else the site's own symmetry would copy the H: for the crystallographer
+                waters.append((i, DISTANCES[(el, WATER)][1 if cold else 0],
+                               [site for (e, site) in nb_cart if e not in NON_METALS]))
             continue
-        if afix in (137, 147):
-            cart = _best_rotation(afix, pivot, nb_sites, d, second, uc, density,
-                                  _acceptors(near[i], nbrs, elements, uc) if afix == 147 else [])
-        else:
-            cart = hydrogen_sites(afix, pivot, nb_sites, d, 0.0, second)
-        groups.append(HydrogenGroup(i, afix, [tuple(uc.fractionalize(tuple(c))) for c in cart], d,
-                                    U_FACTOR.get(afix, 1.2)))
+        group = _group(env, i, afix, density)
+        if group is not None:
+            groups.append(group)
+    near = env.near
     # Waters bond to each other: each is placed around every other H, in sweeps until none moves.
     placed: dict[int, HydrogenGroup] = {}
     # the density around each water, tabulated once for all sweeps

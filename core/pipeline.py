@@ -331,10 +331,10 @@ def _hydrogen_groups(heavy_xs, result, data, structure, timer, progress, counter
                      ) -> list[HydrogenGroup]:
     """Riding H groups: counts from `counter` (checked against valence) or the geometry rules."""
     progress(0.85, "riding hydrogens")
-    density = _density_function(heavy_xs, data, result.figures.scale)
+    density = difference_density(heavy_xs, data, result.figures.scale)
     counts = None
     if counter is not None:
-        predicted = timer.run("hydrogen_counts", counter.counts, heavy_xs, contents)
+        predicted = timer.run("hydrogen_counts", counter.counts, heavy_xs, contents, density, structure.temperature)
         counts, conflicts = checked_counts(heavy_xs, predicted)
         if warnings is not None:
             warnings.extend(f"hydrogens: {c}" for c in conflicts)
@@ -389,7 +389,7 @@ def _swap_elements(heavy_xs, atoms: list[Atom], data: PreparedData, structure: S
     def wr2(xs) -> float:
         quick = xs.deep_copy_scatterers()
         result = refine(quick, low.fo_sq, SWAP_CYCLES[0])
-        density = _density_function(quick, data, result.figures.scale)
+        density = difference_density(quick, data, result.figures.scale)
         groups = place_hydrogens(quick, structure.temperature, density)
         return _refine_with_hydrogens(quick, groups, low, aniso, _Timer(), [], cycles=SWAP_CYCLES[1])[1].figures.wr2
 
@@ -504,7 +504,8 @@ def _riding_constraints(groups: list[HydrogenGroup], first_h: list[int]) -> list
     return out
 
 
-def _density_function(xs: xray.structure, data: PreparedData, scale: float):
+def difference_density(xs: xray.structure, data: PreparedData, scale: float):
+    """site_frac -> the sigma-scaled difference density (Fo - Fc, model phases) of model `xs`."""
     from cctbx import maptbx
     real = sigma_scaled_map(_difference_coefficients(xs, data, scale)).real_map_unpadded()
     return lambda site: maptbx.eight_point_interpolation(real, site)

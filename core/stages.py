@@ -91,4 +91,8 @@ class HydrogenCounter(Protocol):
     places them with the geometry rules' AFIX codes for those counts."""
     name: str
 
-    def counts(self, xs: xray.structure, contents: dict[str, float] | None) -> list[int]: ...
+    def counts(self, xs: xray.structure, contents: dict[str, float] | None,
+               density: Callable[[tuple[float, float, float]], float] | None = None,
+               temperature_c: float | None = None) -> list[int]:
+        """`density`: the sigma-scaled difference density of the H-free model, when data are at hand."""
+        ...

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+from typing import Callable, Iterator
 
 import numpy as np
 import aisolve.core  # noqa: F401  (cctbx first)
@@ -102,33 +103,30 @@ def _major_component(path) -> Structure | None:
     return st
 
 
-def make_examples(cif_dir: str | None, n_smiles: int, seed: int, cutoff: float, log=print) -> list[Example]:
-    """Examples from every usable training CIF and from `n_smiles` packed RDKit molecules."""
-    from aisolve.models.data.generate import split_of
+def source_structures(cif_dir: str | None, rng: np.random.Generator, wanted: Callable[[dict], bool] | None = None
+                      ) -> Iterator[tuple[Structure | None, dict]]:
+    """Known structures with H: every training CIF (None where unusable), then packed RDKit
+    molecules without end; `wanted(meta)` skips a compound before any work on it. The caller may
+    draw from `rng` between items: the order of draws makes the data set."""
     from aisolve.models.data.molecules import embed, nci_smiles
     from aisolve.models.data.packing import SPACE_GROUPS, pack
     from aisolve.models.data.real_sources import training_cifs
-    rng = np.random.default_rng(seed)
-    out: list[Example] = []
-    failures: Counter = Counter()
     for entry in training_cifs(cif_dir) if cif_dir else []:
+        meta = {"compound": entry.compound_id, "source": "cif", "origin": entry.path.name}
+        if wanted and not wanted(meta):
+            continue
         try:
             st = _major_component(entry.path)
-            ex = structure_example(st, rng, cutoff, {"compound": entry.compound_id, "source": "cif",
-                                                     "origin": entry.path.name}) if st else None
         except (AssertionError, RuntimeError, ValueError, ArithmeticError):
-            ex = None
-        failures["cif_unusable" if ex is None else "ok"] += 1
-        if ex is not None:
-            out.append(ex)
-    log(f"{len(out)} examples from CIFs ({dict(failures)})")
+            st = None
+        yield st, meta
     smiles = nci_smiles()
     groups = list(SPACE_GROUPS)
     weights = np.array([SPACE_GROUPS[g] for g in groups], dtype=float)
-    made = 0
-    while made < n_smiles:
+    while True:
         mol = embed(smiles[int(rng.integers(len(smiles)))], seed=int(rng.integers(1 << 30)))
-        if mol is None:
+        meta = {"compound": "smi:" + mol.scaffold, "source": "smiles", "origin": mol.smiles} if mol else {}
+        if mol is None or (wanted and not wanted(meta)):
             continue
         group = str(rng.choice(groups, p=weights / weights.sum()))
         st = pack([(mol.elements, mol.xyz)], group, rng, title=mol.smiles[:60])
@@ -137,11 +135,29 @@ def make_examples(cif_dir: str | None, n_smiles: int, seed: int, cutoff: float, 
         u = rng.uniform(0.01, 0.06)
         for a in st.atoms:  # packed molecules have no ADPs: one Uiso, terminal atoms a little higher
             a.uiso = u
-        ex = structure_example(st, rng, cutoff, {"compound": "smi:" + mol.scaffold, "source": "smiles",
-                                                 "origin": mol.smiles})
+        yield st, meta
+
+
+def make_examples(cif_dir: str | None, n_smiles: int, seed: int, cutoff: float, log=print) -> list[Example]:
+    """Examples from every usable training CIF and from `n_smiles` packed RDKit molecules."""
+    from aisolve.models.data.generate import split_of
+    rng = np.random.default_rng(seed)
+    out: list[Example] = []
+    failures: Counter = Counter()
+    made = 0
+    for st, meta in source_structures(cif_dir, rng):
+        if meta["source"] == "smiles" and made >= n_smiles:
+            break
+        try:
+            ex = structure_example(st, rng, cutoff, meta) if st else None
+        except (AssertionError, RuntimeError, ValueError, ArithmeticError):
+            ex = None
+        if meta["source"] == "cif":
+            failures["cif_unusable" if ex is None else "ok"] += 1
         if ex is not None:
             out.append(ex)
-            made += 1
+            made += meta["source"] == "smiles"
+    log(f"{sum(ex.meta['source'] == 'cif' for ex in out)} examples from CIFs ({dict(failures)})")
     for ex in out:
         ex.meta["split"] = split_of(ex.meta["compound"], 0)
     log(f"{len(out)} examples in all; splits {dict(Counter(ex.meta['split'] for ex in out))}")

@@ -2,7 +2,10 @@
 
 The network (ElementNet body, 5-class head; models/train_hydrogens.py) reads each atom's element,
 its Ueq relative to the structure's and its surroundings up to 3.2 A, symmetry copies included
-(hydrogen-bond partners). With cell contents the counts are decoded together: the most probable
+(hydrogen-bond partners). Where the data are at hand, the difference density at each count's
+H sites is weighed in (core/h_evidence.py): the network is the prior, the map the evidence, so a
+charged NH3+ or a protonated ring N the network doubts is settled by what was measured. With cell
+contents the counts are decoded together: the most probable
 counts whose sum (site multiplicities included) matches the formula's H per asymmetric unit, with
 a penalty instead of a hard limit, since a model may lack a solvent or disordered part.
 """
@@ -75,15 +78,27 @@ class NetworkHydrogens:
     def __init__(self, predictor: HydrogenPredictor | None = None):
         self.predictor = predictor or HydrogenPredictor()
 
-    def counts(self, xs, contents: dict[str, float] | None) -> list[int]:
-        sym = xs.crystal_symmetry()
+    def counts(self, xs, contents: dict[str, float] | None, density=None, temperature_c: float | None = None
+               ) -> list[int]:
+        return decode_with_formula(self.log_probabilities(xs, contents, density, temperature_c),
+                                   xs.crystal_symmetry(), [sc.site for sc in xs.scatterers()], contents)
+
+    def log_probabilities(self, xs, contents: dict[str, float] | None, density=None,
+                          temperature_c: float | None = None) -> np.ndarray:
+        """(n, 5) log-probabilities of 0-4 H: the network's, weighed with the difference density
+        at the candidate H sites when `density` is given (core/h_evidence.py)."""
         uc = xs.unit_cell()
-        sites = [sc.site for sc in xs.scatterers()]
-        elements = [sc.scattering_type for sc in xs.scatterers()]
-        ueq = [sc.u_iso_or_equiv(uc) for sc in xs.scatterers()]
-        log_probs = self.predictor.log_probabilities(np.array(sites), elements, ueq, uc.parameters(),
-                                                     sym.space_group().type().hall_symbol(), contents)
-        return decode_with_formula(log_probs, sym, sites, contents)
+        log_probs = self.predictor.log_probabilities(
+            np.array([sc.site for sc in xs.scatterers()]), [sc.scattering_type for sc in xs.scatterers()],
+            [sc.u_iso_or_equiv(uc) for sc in xs.scatterers()], uc.parameters(),
+            xs.space_group().type().hall_symbol(), contents)
+        if density is None:
+            return log_probs
+        from aisolve.core.h_evidence import count_log_evidence
+        from aisolve.core.hydrogens import candidate_groups
+        candidates = candidate_groups(xs, temperature_c, density, max_h=log_probs.shape[1] - 1)
+        evidence, _ = count_log_evidence(candidates, density, log_probs)
+        return log_softmax(log_probs + evidence, np.ones(log_probs.shape[1], dtype=bool))
 
 
 def decode_with_formula(log_probs: np.ndarray, symmetry, sites, contents: dict[str, float] | None) -> list[int]:

@@ -57,7 +57,7 @@ def test_hydroxyl_h_points_at_its_acceptor():
     next to the H that SHELXL refined against the data (so, at the same acceptor)."""
     from aisolve.core.data_prep import prepare
     from aisolve.core.loaders import load_reflections
-    from aisolve.core.pipeline import _density_function
+    from aisolve.core.pipeline import difference_density
     from aisolve.core.refine import refine, set_refinement_flags
     st = read_ins(REFERENCE)
     heavy, xs = _heavy_xs(st)
@@ -66,7 +66,7 @@ def test_hydroxyl_h_points_at_its_acceptor():
     set_refinement_flags(xs, aniso=True)
     result = refine(xs, data.fo_sq, 3)
     groups = {g.pivot: g for g in place_hydrogens(xs, st.temperature,
-                                                  _density_function(xs, data, result.figures.scale))}
+                                                  difference_density(xs, data, result.figures.scale))}
     oxygens = [b for b in heavy if b.element == "O"]
     n = 0
     for i, a in enumerate(st.atoms):
@@ -155,7 +155,7 @@ def _placed_on_published(entry: str):
 
     from aisolve.core.data_prep import prepare
     from aisolve.core.loaders import data_hklf, load_reflections
-    from aisolve.core.pipeline import _density_function
+    from aisolve.core.pipeline import difference_density
     from aisolve.core.refine import refine, set_refinement_flags
     from conftest import REAL
     if REAL is None or not (REAL / entry).is_dir():
@@ -165,7 +165,7 @@ def _placed_on_published(entry: str):
     data = prepare(load_reflections(REAL / entry / f"{entry}.hkl", data_hklf(st)), st.symmetry, st.cell_contents)
     set_refinement_flags(xs, aniso=True)
     result = refine(xs, data.fo_sq, 3)
-    return st, heavy, place_hydrogens(xs, st.temperature, _density_function(xs, data, result.figures.scale))
+    return st, heavy, place_hydrogens(xs, st.temperature, difference_density(xs, data, result.figures.scale))
 
 
 def test_water_h_of_a_real_structure_sit_on_difference_density():
