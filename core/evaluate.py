@@ -7,6 +7,7 @@ components may be matched but are not required.
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +15,7 @@ from pathlib import Path
 from cctbx import euclidean_model_matching as emma
 
 from aisolve.core.geometry import contacts
-from aisolve.core.model import Structure
+from aisolve.core.model import Atom, Structure
 
 MATCH_TOLERANCE = 0.5  # A
 
@@ -65,10 +66,18 @@ def h_counts_by_distance(st: Structure, max_distance: float = 1.25) -> list[int]
     is_h = [e in ("H", "D") for e in elements]
     nearest = [min((c.distance for c in row if not is_h[c.j] and c.distance > 0.5), default=None)
                if is_h[k] else None for k, row in enumerate(table)]
-    return [sum(1 for c in row if is_h[c.j] and 0.5 < c.distance <= max_distance
-                and nearest[c.j] is not None and c.distance <= nearest[c.j] + 1e-4
-                and (st.atoms[c.j].occupancy >= 0.5 or st.atoms[c.j].part in (0, 1)))
-            for row in table]
+
+    def weight(h: Atom) -> float:
+        if h.part > 0:  # a disordered part: its major component counts, whole
+            return 1.0 if (h.occupancy >= 0.5 or h.part == 1) else 0.0
+        # no part, or SHELXL's PART -n: disorder over a symmetry element (an NH3 on a mirror is six
+        # half H), counted by occupancy
+        return h.occupancy
+
+    def riding(row) -> list:
+        return [c for c in row if is_h[c.j] and 0.5 < c.distance <= max_distance
+                and nearest[c.j] is not None and c.distance <= nearest[c.j] + 1e-4]
+    return [int(math.floor(0.5 + sum(weight(st.atoms[c.j]) for c in riding(row)))) for row in table]
 
 
 def evaluate(solution: Structure, reference: Structure, solution_h_counts: list[int] | None = None) -> Evaluation:

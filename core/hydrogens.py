@@ -53,6 +53,35 @@ class HydrogenGroup:
     sites_frac: list[tuple[float, float, float]]
     distance: float
     u_factor: float
+    # per H, below 1 where the pivot sits on a symmetry element (see _symmetry_occupancies)
+    occupancies: list[float] | None = None
+
+
+def _symmetry_occupancies(xs: xray.structure, group: HydrogenGroup, tolerance: float = 0.3) -> list[float]:
+    """Occupancies that give a group on a special pivot its own H count once the pivot's site
+    symmetry is applied. The images of the group either coincide with it (an ordered NH3 with one
+    H on a mirror: the other two are each other's images, each listed H then half-occupied, and an
+    H on the element itself full) or do not (the group is disordered over the element, as SHELXL's
+    PART -1: each H 1/(number of copies)). In general 1 / (copies x listed H whose images cover it)."""
+    n = len(group.sites_frac)
+    if not xs.site_symmetry_table().is_special_position(group.pivot):
+        return [1.0] * n
+    orth = np.array(xs.unit_cell().orthogonalization_matrix()).reshape(3, 3)
+    ops = list(xs.site_symmetry_table().get(group.pivot).matrices())
+    sites = np.array(group.sites_frac)
+    images = np.array([[op * tuple(x) for x in sites] for op in ops])  # (n_ops, n, 3)
+
+    def close(a: np.ndarray, b: np.ndarray) -> np.ndarray:  # (.., 3) x (m, 3) -> (.., m) within tolerance
+        diff = a[..., None, :] - b
+        diff -= np.round(diff)
+        return np.linalg.norm(np.einsum("...k,lk->...l", diff, orth), axis=-1) < tolerance
+    # covers[j, h]: some image of listed H j sits on listed H h
+    covers = close(images, sites).any(axis=0)
+    copies: list[np.ndarray] = []
+    for image in images:
+        if not any(close(image, c).any(axis=1).all() for c in copies):
+            copies.append(image)
+    return [1.0 / (len(copies) * int(covers[:, h].sum())) for h in range(n)]
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -281,7 +310,10 @@ def place_hydrogens(xs: xray.structure, temperature_c: float | None = None,
             placed[i] = group
         if not moved:
             break
-    return sorted(groups + list(placed.values()), key=lambda g: g.pivot)
+    out = sorted(groups + list(placed.values()), key=lambda g: g.pivot)
+    for g in out:
+        g.occupancies = _symmetry_occupancies(xs, g)
+    return out
 
 
 def _nh_from_density(afix: int, pivot: np.ndarray, nb_cart: list[tuple[str, np.ndarray]], uc, density: Callable,

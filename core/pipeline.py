@@ -321,8 +321,9 @@ def _add_riding_hydrogens(xs: xray.structure, groups: list[HydrogenGroup]) -> li
     first_h = _first_h_indices(groups, xs.scatterers().size())
     for g in groups:
         u_pivot = xs.scatterers()[g.pivot].u_iso_or_equiv(xs.unit_cell())
-        for site in g.sites_frac:
-            xs.add_scatterer(xray.scatterer(label="H", site=site, u=g.u_factor * u_pivot, scattering_type="H"))
+        for site, occupancy in zip(g.sites_frac, g.occupancies or [1.0] * len(g.sites_frac)):
+            xs.add_scatterer(xray.scatterer(label="H", site=site, u=g.u_factor * u_pivot, occupancy=occupancy,
+                                            scattering_type="H"))
     return _riding_constraints(groups, first_h)
 
 
@@ -620,7 +621,7 @@ def to_structure(template: Structure, xs: xray.structure, heavy_atoms: list[Atom
                     label = f"H{(first + k) % 1000}"
                 h = scatterers[first + k]
                 out_atoms.append(Atom(label=label, element="H", xyz=tuple(h.site), uiso=h.u_iso,
-                                      afix=g.afix, afix_start=k == 0, riding_u=g.u_factor))
+                                      occupancy=h.occupancy, afix=g.afix, afix_start=k == 0, riding_u=g.u_factor))
     st = Structure(cell=template.cell, space_group=template.space_group, title=template.title,
                    wavelength=template.wavelength, cell_esd=template.cell_esd, z=template.z,
                    cell_contents=dict(template.cell_contents), atoms=out_atoms, hklf=template.hklf or 4,

@@ -3,7 +3,9 @@ valence check that predicted counts go through."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
+from aisolve.core.evaluate import h_counts_by_distance
 from aisolve.core.hydrogens import checked_counts, place_hydrogens
 from aisolve.core.shelx_ins import read_ins, read_ins_text
 from aisolve.core.shelx_write import write_ins_text
@@ -221,3 +223,36 @@ def test_predicted_h_on_an_atom_without_bonds_is_replaced_and_placing_does_not_f
     assert len(conflicts) == 1 and "no heavy-atom bond" in conflicts[0] and "atom 1 " in conflicts[0]
     groups = place_hydrogens(xs, None, None, fixed)
     assert sorted(len(g.sites_frac) for g in groups) == [2, 3, 3]
+
+
+def _on_mirror(h_sites, h_occupancy=1.0, y=0.0):
+    """P m (mirror y = 0): an N on the mirror bonded to a C on it (both at `y` off it), with the given H sites."""
+    from cctbx import sgtbx
+    from aisolve.core.model import Atom, Structure
+    atoms = [Atom("N1", "N", (0.30, y, 0.30), uiso=0.03), Atom("C1", "C", (0.10, y, 0.15), uiso=0.03)]
+    atoms += [Atom(f"H{k}", "H", tuple(x), occupancy=h_occupancy, uiso=0.04) for k, x in enumerate(h_sites)]
+    return Structure(cell=(7.0, 6.0, 8.0, 90, 90, 90), space_group=sgtbx.space_group_info("P m").group(),
+                     atoms=atoms)
+
+
+# three tetrahedral H about the C-N axis: one on the mirror, or all three off it
+ORDERED_NH3 = [(0.331, 0.0, 0.418), (0.375, 0.140, 0.262), (0.375, -0.140, 0.262)]
+DISORDERED_NH3 = [(0.343, 0.075, 0.408), (0.343, 0.078, 0.232), (0.402, -0.135, 0.307)]
+
+
+def test_a_group_on_a_mirror_gets_the_occupancies_of_its_own_h_count():
+    from aisolve.core.hydrogens import HydrogenGroup, _symmetry_occupancies
+    for sites, expected in ((ORDERED_NH3, [1.0, 0.5, 0.5]), (DISORDERED_NH3, [0.5, 0.5, 0.5])):
+        xs = _on_mirror([]).to_xray(include_hydrogens=False)
+        group = HydrogenGroup(0, 137, sites, 0.89, 1.5)
+        assert _symmetry_occupancies(xs, group) == pytest.approx(expected)
+    # the same group on an atom in a general position keeps full H
+    xs = _on_mirror([], y=0.21).to_xray(include_hydrogens=False)
+    assert _symmetry_occupancies(xs, HydrogenGroup(0, 137, DISORDERED_NH3, 0.89, 1.5)) == [1.0, 1.0, 1.0]
+
+
+def test_reference_count_of_an_nh3_disordered_over_a_mirror_is_three():
+    # six half-occupied H about the N (three listed, three mirror images): three H, not six
+    assert h_counts_by_distance(_on_mirror(DISORDERED_NH3, 0.5))[0] == 3
+    # ordered on the mirror: the listed H on the mirror once, the pair as each other's images
+    assert h_counts_by_distance(_on_mirror(ORDERED_NH3[:2]))[0] == 3
