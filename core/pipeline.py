@@ -236,7 +236,7 @@ def _phase_and_choose(data: PreparedData, sym: crystal.symmetry, contents: dict[
 
 
 def _type_atoms(xs: xray.structure, data: PreparedData, contents: dict[str, float], typer: AtomTyper,
-                sym: crystal.symmetry, map_coefficients: miller.array | None = None
+                sym: crystal.symmetry, map_coefficients: miller.array | None = None, z: float | None = None
                 ) -> tuple[xray.structure, list[Atom]]:
     """Types the atoms of xs; atoms the typer calls no atom (NOT_AN_ATOM) are removed."""
     estimates = _electron_estimates(xs, data.fo_sq)
@@ -247,7 +247,7 @@ def _type_atoms(xs: xray.structure, data: PreparedData, contents: dict[str, floa
     atoms = [Atom(label=sc.label, element=sc.scattering_type, xyz=tuple(sc.site), uiso=sc.u_iso)
              for sc in xs.scatterers()]
     context = TypingContext(symmetry=sym, contents=contents, data=data, electron_estimates=estimates,
-                            map_coefficients=map_coefficients)
+                            map_coefficients=map_coefficients, z=z)
     atoms = typer.assign(atoms, context)
     keep = [i for i, a in enumerate(atoms) if a.element != NOT_AN_ATOM]
     if not keep:  # nothing the typer believes in: keep the peaks as carbon and let refinement judge
@@ -540,7 +540,8 @@ def solve(structure: Structure, refl: ReflectionData, options: SolveOptions | No
         return base
 
     progress(0.5, "typing atoms")
-    xs, atoms = timer.run("atom_typing", _type_atoms, xs, data, contents, typer, sym, chosen_map)
+    xs, atoms = timer.run("atom_typing", _type_atoms, xs, data, contents, typer, sym, chosen_map,
+                          structure.z)
     for cycle in range(options.difference_cycles):
         progress(0.55 + 0.05 * cycle, f"refinement and difference map, cycle {cycle + 1}")
         set_refinement_flags(xs, aniso=False)
@@ -548,7 +549,8 @@ def solve(structure: Structure, refl: ReflectionData, options: SolveOptions | No
         xs, atoms = _prune(xs, atoms)
         added = timer.run(f"difference_map_{cycle + 1}", _add_from_difference_map, xs, result, data,
                           n_expected - xs.scatterers().size())
-        xs, atoms = timer.run(f"retype_{cycle + 1}", _type_atoms, xs, data, contents, typer, sym)
+        xs, atoms = timer.run(f"retype_{cycle + 1}", _type_atoms, xs, data, contents, typer, sym, None,
+                              structure.z)
         if added == 0 and cycle > 0:
             break
 
@@ -652,7 +654,7 @@ def assign_elements(structure: Structure, refl: ReflectionData, typer: AtomTyper
     xs = structure_from_sites(sym, [a.xyz for a in sites], ["C"] * len(sites), u0)
     for k, sc in enumerate(xs.scatterers()):
         sc.label = f"S{k}"
-    xs, atoms = _type_atoms(xs, data, contents, typer, sym)
+    xs, atoms = _type_atoms(xs, data, contents, typer, sym, z=structure.z)
     if complete:
         # as in solve(): a short refinement, then sites refinement rejects (huge U, crowding) are no atoms
         set_refinement_flags(xs, aniso=False)
@@ -672,7 +674,7 @@ def assign_elements(structure: Structure, refl: ReflectionData, typer: AtomTyper
             for k in range(n_before, xs.scatterers().size()):
                 xs.scatterers()[k].label = f"N{k}"
         if xs.scatterers().size() > n_sites:
-            xs, atoms = _type_atoms(xs, data, contents, typer, sym)
+            xs, atoms = _type_atoms(xs, data, contents, typer, sym, z=structure.z)
             out += [(None, a) for a in atoms if a.label.startswith("N")]
     return out
 

@@ -84,6 +84,7 @@ class TypingContext:
     # phased amplitudes of the map the atoms stand in: the chosen charge-flipping solution at
     # first, then the observed amplitudes with the model's phases
     map_coefficients: miller.array | None = None
+    z: float | None = None  # formula units per cell (SHELX ZERR), when known
 
 
 class HydrogenCounter(Protocol):

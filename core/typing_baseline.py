@@ -98,7 +98,7 @@ class BaselineTyper:
         if expected:
             weights = asu_weights(context.symmetry, [a.xyz for a in atoms])
             elements = constrained_assignment(table, expected_fraction_per_asu(context.contents, order_z),
-                                              weights)
+                                              weights, penalty_scale=count_penalty_scale(order_z, context.z))
         else:
             prior = {el: math.log(COMMON_PRIOR.get(el, RARE_PRIOR)) for el in table[0]} if table else {}
             elements = [max(row, key=lambda el: row[el] + prior[el]) for row in table]
@@ -161,9 +161,17 @@ def _softmax(row: dict[str, float]) -> dict[str, float]:
 COUNT_SLACK_PENALTY = 6.0  # log-likelihood units per atom of deviation from the expected counts
 
 
+def count_penalty_scale(order_z: int, z: float | None) -> float:
+    """How many formula-unit atoms one asymmetric-unit atom stands for, at least 1: where the
+    asymmetric unit holds part of a formula unit (Z' < 1: urea in P-42_1m holds a quarter), an
+    atom on a special position weighs 1/4 in the counts, yet calling it the wrong element is as
+    wrong as for any atom, so the penalty on count deviations grows by 1/Z'."""
+    return max(1.0, order_z / z) if z else 1.0
+
+
 def constrained_assignment(table: list[dict[str, float]], expected: dict[str, float],
                            weights: list[float], free: tuple[str, ...] = (),
-                           surplus_to_lightest: bool = True) -> list[str]:
+                           surplus_to_lightest: bool = True, penalty_scale: float = 1.0) -> list[str]:
     """Most likely labels whose totals match the expected element counts (a small MILP).
 
     `table[i]` gives atom i's log-likelihood for each candidate. Atom i counts `weights[i]`
@@ -171,7 +179,8 @@ def constrained_assignment(table: list[dict[str, float]], expected: dict[str, fl
     expected totals are allowed at a penalty, so missing or extra atoms keep the problem
     feasible. Labels in `free` (e.g. 'not an atom') have no expected total. With
     `surplus_to_lightest`, the lightest element takes up any surplus for free (the baseline's
-    rule for peaks that are not atoms, since it has no such label).
+    rule for peaks that are not atoms, since it has no such label). `penalty_scale` multiplies the
+    deviation penalty (count_penalty_scale).
     """
     import numpy as np
     from scipy.optimize import Bounds, LinearConstraint, milp
@@ -181,8 +190,9 @@ def constrained_assignment(table: list[dict[str, float]], expected: dict[str, fl
     n, m, k = len(table), len(labels), len(counted)
     # variables: x[i, label] (binary), then under[e], over[e] (continuous >= 0) per counted element
     c = np.concatenate([-np.array([[row.get(e, -1e3) for e in labels] for row in table]).ravel(),
-                        np.full(k, COUNT_SLACK_PENALTY),
-                        [0.0 if e == lightest and surplus_to_lightest else COUNT_SLACK_PENALTY for e in counted]])
+                        np.full(k, COUNT_SLACK_PENALTY * penalty_scale),
+                        [0.0 if e == lightest and surplus_to_lightest else COUNT_SLACK_PENALTY * penalty_scale
+                         for e in counted]])
     one_each = np.zeros((n, n * m + 2 * k))
     for i in range(n):
         one_each[i, i * m:(i + 1) * m] = 1.0

@@ -17,7 +17,8 @@ import numpy as np
 from aisolve.core.elements import ATOMIC_NUMBER, SYMBOLS
 from aisolve.core.model import Atom
 from aisolve.core.stages import NOT_AN_ATOM, TypingContext
-from aisolve.core.typing_baseline import asu_weights, constrained_assignment, expected_fraction_per_asu
+from aisolve.core.typing_baseline import (asu_weights, constrained_assignment, count_penalty_scale,
+                                          expected_fraction_per_asu)
 from aisolve.models.element_decode import allowed_mask, log_softmax, second_pass_tokens
 from aisolve.models.graph_inputs import build_input
 from aisolve.models.inference import NetworkRunner
@@ -48,11 +49,12 @@ class ElementPredictor(NetworkRunner):
     def predict(self, xyz_frac: np.ndarray, heights: np.ndarray, cell, hall: str,
                 contents: dict[str, float] | None, weights: list[float] | None = None,
                 order_z: int = 1, evidence: list[dict[str, float]] | None = None,
-                n_typed: int | None = None) -> Prediction:
+                n_typed: int | None = None, penalty_scale: float = 1.0) -> Prediction:
         """Classes of the first `n_typed` peaks (all by default); the others are context the network
         reads but the count-honouring assignment leaves out, so that they take no element of the
         contents from the atoms. `evidence`, if given, adds per-peak log-likelihoods of elements
-        from another source (the refinement's electron counts) to the network's log-probabilities."""
+        from another source (the refinement's electron counts) to the network's log-probabilities.
+        `penalty_scale`: see core.typing_baseline.count_penalty_scale."""
         from aisolve.models.element_net import UNKNOWN_TOKEN, composition_vector
         gi = build_input(np.asarray(xyz_frac, dtype=float), np.asarray(heights, dtype=float), cell, hall)
         comp = composition_vector(contents).numpy()
@@ -71,7 +73,7 @@ class ElementPredictor(NetworkRunner):
             return Prediction([int(c) for c in second.argmax(axis=1)], second)
         table = [{**{el: row[ATOMIC_NUMBER[el]] for el in expected}, NOT_AN_ATOM: row[0]} for row in second]
         labels = constrained_assignment(table, expected, weights or [1.0] * len(table), free=(NOT_AN_ATOM,),
-                                        surplus_to_lightest=False)
+                                        surplus_to_lightest=False, penalty_scale=penalty_scale)
         return Prediction([0 if el == NOT_AN_ATOM else ATOMIC_NUMBER[el] for el in labels], second)
 
 
@@ -158,7 +160,8 @@ class NetworkTyper:
             evidence = BaselineTyper().log_likelihoods(atoms, context)
         pred = self.predictor.predict(sites, heights, sym.unit_cell().parameters(),
                                       sym.space_group().type().hall_symbol(), context.contents, weights, order_z,
-                                      evidence, n_typed=len(atoms))
+                                      evidence, n_typed=len(atoms),
+                                      penalty_scale=count_penalty_scale(order_z, context.z))
         for atom, cls, row in zip(atoms, pred.classes, pred.log_probs):
             if cls == 0:
                 # The network removes nothing: its commonest error is a real atom called 'not an

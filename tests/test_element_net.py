@@ -85,6 +85,20 @@ def test_constrained_decoder_honours_counts():
     assert labels == ["O", "O", "N", NOT_AN_ATOM]
 
 
+def test_count_deviations_of_a_fraction_of_a_formula_unit_cost_whole_atoms():
+    """Urea in P-42_1m (Z = 2, 8 operations): C and O on 2mm (weight 1/4), N on a mirror (1/2).
+    The C site looks more like N (log ratio 4.9); a quarter-weight deviation priced per asymmetric
+    unit costs less than that, priced per formula-unit atom (x order_z / Z = 4) it does not."""
+    from aisolve.core.typing_baseline import count_penalty_scale
+    table = [{"C": -4.9, "N": -0.01, "O": -9.0}, {"C": -9.0, "N": -0.01, "O": -9.0},
+             {"C": -9.0, "N": -6.0, "O": -0.01}]
+    expected, weights = {"C": 0.25, "N": 0.5, "O": 0.25}, [0.25, 0.5, 0.25]
+    assert constrained_assignment(table, expected, weights) == ["N", "N", "O"]
+    scale = count_penalty_scale(8, 2.0)
+    assert scale == 4.0 and count_penalty_scale(4, 4.0) == count_penalty_scale(4, 8.0) == count_penalty_scale(4, None) == 1.0
+    assert constrained_assignment(table, expected, weights, penalty_scale=scale) == ["C", "N", "O"]
+
+
 def test_network_decoding_with_contents_gives_the_formula(reference):
     """On the real sucrose sites plus two spurious peaks, the decoded counts are the asymmetric unit's."""
     xyz, height, cell, hall = _graph(reference)
