@@ -25,7 +25,7 @@ MIN_SIGNAL = 1.0  # sigma: H signal below this says the data cannot see H
 MIN_SPREAD = 1.5
 NULL_SPREAD = 1.5  # sigma: the density at a site with no H (noise, plus the bias of the best azimuth)
 SITE_CAP = 8.0  # most log-likelihood one site may contribute, either way (a wrong heavy atom nearby)
-WEIGHT = 0.5  # tempering (sites share map errors): the best on the simulated val split, bench/h_density.py
+WEIGHT = 0.3  # tempering (sites share map errors): the best on the simulated val split, bench/h_density.py
 
 
 def _normal_log_pdf(x: np.ndarray, mean: float, sd: float) -> np.ndarray:
