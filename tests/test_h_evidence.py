@@ -40,9 +40,13 @@ def _density_at_true_h(st, height: float):
     return density
 
 
-def _prior(truth, confidence=0.995):
-    p = np.full((len(truth), 5), (1 - confidence) / 4)
-    p[np.arange(len(truth)), truth] = confidence
+def _prior(counts, confidence=0.995, doubtful: int | None = None, doubt=0.95):
+    """A prior sure of `counts` (one atom, `doubtful`, only at `doubt`)."""
+    sure = np.full(len(counts), confidence)
+    if doubtful is not None:
+        sure[doubtful] = doubt
+    p = np.repeat(((1 - sure) / 4)[:, None], 5, axis=1)
+    p[np.arange(len(counts)), counts] = sure
     return np.log(p)
 
 
@@ -64,8 +68,8 @@ def test_a_map_that_shows_the_h_overrules_a_confidently_wrong_prior():
     candidates = candidate_groups(xs, st.temperature, density)
     methylene = next(i for i, n in enumerate(truth) if n == 2)
     wrong = list(truth)
-    wrong[methylene] = 1  # the prior is sure this CH2 carbon carries one H
-    prior = _prior(wrong, 0.99)
+    wrong[methylene] = 1  # the prior gives this CH2 carbon one H at p = 0.95
+    prior = _prior(wrong, doubtful=methylene)
     evidence, (signal, spread) = count_log_evidence(candidates, density, prior)
     assert 4.0 < signal <= 5.0 and spread >= 1.5  # calibrated on the sure C-H, CH2 and OH sites
     assert list((prior + evidence).argmax(axis=1)) == truth
