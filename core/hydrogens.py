@@ -240,8 +240,8 @@ def candidate_groups(xs: xray.structure, temperature_c: float | None = None,
     """For every atom bonded to a non-metal, the group each count 1..max_h would give it (AFIX
     code as for a predicted count, rotating groups turned onto the density): what the difference
     density is read at to weigh the counts. Counts beyond the valence or that the geometry cannot
-    place are absent; waters
-    (no heavy neighbour, or aqua ligands) are left out, their H being placed around one another."""
+    place are absent; waters (no heavy neighbour, or aqua ligands) are left out, their H being
+    placed around one another."""
     env = _Surroundings.of(xs, temperature_c)
     uc = xs.unit_cell()
     out: dict[int, dict[int, HydrogenGroup]] = {}

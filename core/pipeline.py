@@ -25,7 +25,8 @@ from aisolve.core.model import Atom, ReflectionData, Structure, u_star_to_u_cif
 from aisolve.core.peaks import difference_coefficients, fourier_peaks, model_phased, sigma_scaled_map
 from aisolve.core.phasing import ChargeFlippingPhaser, run_phaser
 from aisolve.core.reflection_stats import absence_classes, ABSENCE_I_SIGMA_LIMIT
-from aisolve.core.refine import Figures, RefinementResult, optimise_weights, refine, set_refinement_flags
+from aisolve.core.refine import (Figures, RefinementDiverged, RefinementResult, optimise_weights, refine,
+                                 set_refinement_flags)
 from aisolve.core.stages import (NOT_AN_ATOM, AtomTyper, HydrogenCounter, Phaser, PhasingResult, Progress,
                                  TypingContext, no_progress)
 from aisolve.core.typing_baseline import BaselineTyper, asu_weights, expected_per_asu
@@ -342,6 +343,25 @@ def _hydrogen_groups(heavy_xs, result, data, structure, timer, progress, counter
     return timer.run("hydrogens", place_hydrogens, heavy_xs, structure.temperature, density, counts)
 
 
+DIVERGED = ("anisotropic refinement diverged ({}): the model is refined isotropically; a wrong atom or "
+            "poor data can make an ADP run away")
+
+
+def _refine_heavy(xs, data, cycles: int, aniso: bool, timer, warnings: list[str]):
+    """The heavy atoms refined (anisotropic when asked); an anisotropic refinement that diverges is
+    redone isotropically from where it started, with a warning."""
+    start = xs.deep_copy_scatterers()
+    set_refinement_flags(xs, aniso=aniso)
+    try:
+        return xs, timer.run("refine_heavy", refine, xs, data.fo_sq, cycles), aniso
+    except RefinementDiverged as exc:
+        if not aniso:
+            raise
+        warnings.append(DIVERGED.format(exc))
+        set_refinement_flags(start, aniso=False)
+        return start, timer.run("refine_heavy", refine, start, data.fo_sq, cycles), False
+
+
 def _refine_with_hydrogens(heavy_xs, groups, data, aniso, timer, warnings, cycles: int = 10):
     """Heavy atoms plus riding H, refined. smtbx judges connectivity by its own bond table (metal
     contacts count there) and cannot ride on some symmetry copies: groups it refuses ride as
@@ -355,6 +375,11 @@ def _refine_with_hydrogens(heavy_xs, groups, data, aniso, timer, warnings, cycle
             result = timer.run("refine_final", refine, xs, data.fo_sq, cycles, constraints)
             ride()
             return xs, result, groups, constraints
+        except RefinementDiverged as exc:
+            if not aniso:
+                raise
+            warnings.append(DIVERGED.format(exc))
+            aniso = False
         except (InvalidConstraint, TypeError) as exc:
             pivot = _pivot_in_message(str(exc), xs, groups)
             refused = [pivot] if pivot is not None else _refused_pivots(heavy_xs, groups, data)
@@ -556,8 +581,7 @@ def solve(structure: Structure, refl: ReflectionData, options: SolveOptions | No
 
     aniso = data.d_min < 1.2 and data.fo_sq.size() > 8 * 9 * xs.scatterers().size()
     progress(0.75, "anisotropic refinement" if aniso else "isotropic refinement")
-    set_refinement_flags(xs, aniso=aniso)
-    result = timer.run("refine_heavy", refine, xs, data.fo_sq, options.refine_cycles)
+    xs, result, aniso = _refine_heavy(xs, data, options.refine_cycles, aniso, timer, warnings)
     n_heavy = xs.scatterers().size()
 
     for k, sc in enumerate(xs.scatterers()):

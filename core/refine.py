@@ -61,6 +61,10 @@ def set_refinement_flags(xs: xray.structure, aniso: bool, refine_occupancy: bool
             sc.flags.set_grad_occupancy(True)
 
 
+class RefinementDiverged(RuntimeError):
+    """A displacement parameter grew past what the structure factors can be computed with."""
+
+
 def refine(xs: xray.structure, fo_sq: miller.array, cycles: int = 8, constraints: list | None = None,
            weight: tuple[float, float] = (0.1, 0.0)) -> RefinementResult:
     """Levenberg-Marquardt least squares; `xs` is refined in place (flags must be set)."""
@@ -69,9 +73,14 @@ def refine(xs: xray.structure, fo_sq: miller.array, cycles: int = 8, constraints
         restraints_manager=None,
         weighting_scheme=least_squares.mainstream_shelx_weighting(a=weight[0], b=weight[1]))
     ls = model.least_squares()
-    normal_eqns_solving.levenberg_marquardt_iterations(  # iterates in its constructor
-        ls, n_max_iterations=cycles, gradient_threshold=1e-6, step_threshold=1e-6)
-    ls.build_up()  # figures for the final parameters
+    try:
+        normal_eqns_solving.levenberg_marquardt_iterations(  # iterates in its constructor
+            ls, n_max_iterations=cycles, gradient_threshold=1e-6, step_threshold=1e-6)
+        ls.build_up()  # figures for the final parameters
+    except RuntimeError as exc:
+        if "arg_limit exceeded" in str(exc):  # cctbx's Debye-Waller factor overflowed
+            raise RefinementDiverged(str(exc).splitlines()[0]) from exc
+        raise
     return RefinementResult(xs=xs, figures=_figures(ls, fo_sq, weight), fc_sq=_scaled_fc_sq(ls))
 
 

@@ -28,10 +28,11 @@ ONNX_FILE, TORCH_FILE = "element_net.onnx", "element_net.pt"
 
 
 # `--typer auto` picks the network only once it beats the baseline on the real-data benchmark.
-# With cell contents and riding H it does (25 vs 23 entries entirely right), but without the
-# formula it does not (1 vs 6 entries), and without H (`solve --hydrogens none`, the Olex2
-# plugin's solve) it swaps a C and an N of ZZULI2 that only the H-density check mends
-# (docs/BENCHMARKS.md, issue 5): auto stays on the baseline.
+# With cell contents it has more entries entirely right (24 vs 23), but without the formula it
+# has fewer (2 vs 6), and it swaps a C and an N of ZZULI2 that the baseline types right (the
+# pipeline's H-density check mended that in one run, not in another, and never runs in `solve
+# --hydrogens none`, the Olex2 plugin's solve; docs/BENCHMARKS.md, issue 5): auto stays on the
+# baseline.
 NETWORK_IS_DEFAULT = False
 
 

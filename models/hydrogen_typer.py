@@ -4,10 +4,10 @@ The network (ElementNet body, 5-class head; models/train_hydrogens.py) reads eac
 its Ueq relative to the structure's and its surroundings up to 3.2 A, symmetry copies included
 (hydrogen-bond partners). Where the data are at hand, the difference density at each count's
 H sites is weighed in (core/h_evidence.py): the network is the prior, the map the evidence, so a
-charged NH3+ or a protonated ring N the network doubts is settled by what was measured. With cell
-contents the counts are decoded together: the most probable
-counts whose sum (site multiplicities included) matches the formula's H per asymmetric unit, with
-a penalty instead of a hard limit, since a model may lack a solvent or disordered part.
+charged NH3+ or a shared O-H...O hydrogen the network doubts is settled by what was measured.
+With cell contents the counts are decoded together: the most probable counts whose sum (site
+multiplicities included) matches the formula's H per asymmetric unit, with a penalty instead of a
+hard limit, since a model may lack a solvent or disordered part.
 """
 from __future__ import annotations
 
@@ -25,8 +25,9 @@ from aisolve.models.inference import NetworkRunner
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 ONNX_FILE, TORCH_FILE = "hydrogen_net.onnx", "hydrogen_net.pt"
 # `--hydrogens auto` picks the network where it beats the geometry rules on the real-data
-# benchmark: with the difference density it does (98.8 vs 98.2 % of atoms, 23 vs 22 entries
-# with every H count right; docs/BENCHMARKS.md, issue 6).
+# benchmark: with the difference density it does (98.8 vs 97.9 % of atoms, 22 vs 21 entries
+# with every H count right, element network's elements; ahead or level with the baseline typer's;
+# docs/BENCHMARKS.md, issue 6).
 NETWORK_IS_DEFAULT = True
 SLACK_PENALTY = 2.0  # log-probability units per H by which the sum may miss the formula's H count
 

@@ -254,3 +254,25 @@ def test_unlucky_charge_flipping_gets_fresh_starts(tmp_path):
     result = solve(inputs.template, inputs.reflections, SolveOptions(hydrogens="none"))
     assert result.solved and result.figures.r1 < 0.05, result.phasing.notes
     assert any(n.startswith("round 2: charge flipping") for n in result.phasing.notes)
+
+
+def test_a_diverging_anisotropic_refinement_is_redone_isotropically():
+    """An ADP that runs away (here one atom starts non-positive-definite, U11 = -3 A^2, as a
+    diverging refinement leaves it) overflows cctbx's Debye-Waller factor; the heavy-atom
+    refinement then starts again isotropically, with a warning, instead of failing deep inside smtbx."""
+    from cctbx import adptbx
+    from aisolve.core.data_prep import prepare
+    from aisolve.core.loaders import load_reflections
+    from aisolve.core.pipeline import _refine_heavy, _Timer
+    from aisolve.core.refine import RefinementDiverged, refine, set_refinement_flags
+    st = read_ins(EXAMPLE / "reference" / "sucrose.res")
+    data = prepare(load_reflections(EXAMPLE / "sucrose.hkl"), st.symmetry, st.cell_contents)
+    xs = type(st)(cell=st.cell, space_group=st.space_group, atoms=st.non_h_atoms()).to_xray(include_hydrogens=False)
+    set_refinement_flags(xs, aniso=True)
+    xs.scatterers()[0].u_star = adptbx.u_cart_as_u_star(xs.unit_cell(), (-3.0, 3.0, 3.0, 0.0, 0.0, 0.0))
+    with pytest.raises(RefinementDiverged):
+        refine(xs.deep_copy_scatterers(), data.fo_sq, 2)
+    warnings: list[str] = []
+    refined, result, aniso = _refine_heavy(xs, data, 4, True, _Timer(), warnings)
+    assert not aniso and not any(sc.flags.use_u_aniso() for sc in refined.scatterers())
+    assert "refined isotropically" in warnings[0] and 0 < result.figures.r1 < 1
