@@ -45,7 +45,7 @@ def measure(args) -> dict | None:
     st, meta, seed, weights = args
     from aisolve.core.data_prep import prepare
     from aisolve.core.evaluate import h_counts_by_distance
-    from aisolve.core.h_evidence import WEIGHT, count_log_evidence
+    from aisolve.core.h_evidence import count_log_evidence
     from aisolve.core.hydrogens import candidate_groups, checked_counts, place_hydrogens
     from aisolve.core.model import Structure
     from aisolve.core.pipeline import difference_density
@@ -69,9 +69,8 @@ def measure(args) -> dict | None:
         net = NetworkHydrogens()
         prior = net.log_probabilities(xs, st.cell_contents)
         candidates = candidate_groups(xs, st.temperature, density, max_h=prior.shape[1] - 1)
-        evidence, signal = count_log_evidence(candidates, density, prior)
+        unit, signal = count_log_evidence(candidates, density, prior, weight=1.0)
         seconds = time.perf_counter() - t
-        unit = evidence / WEIGHT
         sym, sites = xs.crystal_symmetry(), [sc.site for sc in xs.scatterers()]
         guesses = {"network": decode_with_formula(prior, sym, sites, st.cell_contents)}
         for w in weights:

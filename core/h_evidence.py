@@ -54,9 +54,10 @@ def h_signal(densities: dict[tuple[int, int], np.ndarray], prior_log_probs: np.n
 
 def count_log_evidence(candidates: dict[int, dict[int, HydrogenGroup]],
                        density: Callable[[tuple[float, float, float]], float],
-                       prior_log_probs: np.ndarray) -> tuple[np.ndarray, tuple[float, float]]:
+                       prior_log_probs: np.ndarray, weight: float = WEIGHT) -> tuple[np.ndarray, tuple[float, float]]:
     """(n, n_counts) log-likelihood of each count relative to none (0 where the density was not
-    read: count 0, counts the geometry cannot place, waters), and the calibrated H signal."""
+    read: count 0, counts the geometry cannot place, waters), times `weight`, and the calibrated
+    H signal."""
     evidence = np.zeros_like(prior_log_probs, dtype=float)
     densities = site_densities(candidates, density)
     signal, spread = h_signal(densities, prior_log_probs)
@@ -65,5 +66,5 @@ def count_log_evidence(candidates: dict[int, dict[int, HydrogenGroup]],
     for (i, k), rho in densities.items():
         if k < evidence.shape[1]:
             llr = _normal_log_pdf(rho, signal, spread) - _normal_log_pdf(rho, 0.0, NULL_SPREAD)
-            evidence[i, k] = WEIGHT * float(np.clip(llr, -SITE_CAP, SITE_CAP).sum())
+            evidence[i, k] = weight * float(np.clip(llr, -SITE_CAP, SITE_CAP).sum())
     return evidence, (signal, spread)

@@ -289,7 +289,6 @@ def place_hydrogens(xs: xray.structure, temperature_c: float | None = None,
         group = _group(env, i, afix, density)
         if group is not None:
             groups.append(group)
-    near = env.near
     # Waters bond to each other: each is placed around every other H, in sweeps until none moves.
     placed: dict[int, HydrogenGroup] = {}
     # the density around each water, tabulated once for all sweeps
@@ -298,9 +297,9 @@ def place_hydrogens(xs: xray.structure, temperature_c: float | None = None,
         moved = False
         for i, d, metals in waters:
             pivot = np.array(uc.orthogonalize(sites[i]))
-            acceptor_rows = _acceptor_contacts(near[i], [], elements)
+            acceptor_rows = _acceptor_contacts(env.near[i], [], elements)
             taken = {id(c) for c in acceptor_rows}
-            others = [np.array(uc.orthogonalize(c.site)) for c in near[i] if id(c) not in taken]
+            others = [np.array(uc.orthogonalize(c.site)) for c in env.near[i] if id(c) not in taken]
             acceptors = [np.array(uc.orthogonalize(c.site)) for c in acceptor_rows]
             around = [h for g in groups + [g for k, g in placed.items() if k != i] for h in g.sites_frac]
             near_h = list(images_near(xs.crystal_symmetry(), around, sites[i], 3.0)) if around else []

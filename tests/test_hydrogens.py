@@ -201,7 +201,6 @@ def test_reference_h_count_gives_a_shared_hydrogen_to_its_nearest_atom():
     nearer); a water O two H atoms 0.96 A away keeps both."""
     from cctbx import sgtbx
 
-    from aisolve.core.evaluate import h_counts_by_distance
     from aisolve.core.model import Atom, Structure
     a = 12.0
     cart = {"O1": (1.0, 1.0, 1.0), "O2": (3.42, 1.0, 1.0), "H1": (2.19, 1.0, 1.0),
