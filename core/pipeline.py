@@ -16,6 +16,7 @@ from smtbx.refinement.constraints import InvalidConstraint
 from smtbx.refinement.constraints import adp as adp_constraints
 from smtbx.refinement.constraints.geometrical import all as geometrical
 
+from aisolve.core.contents import contents_in_use
 from aisolve.core.data_prep import PreparedData, prepare
 from aisolve.core.elements import ATOMIC_NUMBER
 from aisolve.core.errors import InputError
@@ -100,13 +101,13 @@ def check_inputs(structure: Structure, refl: ReflectionData) -> list[str]:
     return warnings
 
 
-def expected_atom_count(structure: Structure, use_formula: bool) -> tuple[int, bool]:
+def expected_atom_count(structure: Structure, contents: dict[str, float]) -> int:
+    """Non-H atoms in the asymmetric unit: from the contents in use, else from the cell volume."""
     order_z = structure.space_group.order_z()
-    if use_formula:
-        counts = expected_per_asu(structure.cell_contents, order_z)
-        if counts:
-            return sum(counts.values()), True
-    return max(1, int(round(structure.unit_cell.volume() / (VOLUME_PER_NON_H * order_z)))), False
+    counts = expected_per_asu(contents, order_z)
+    if counts:
+        return sum(counts.values())
+    return max(1, int(round(structure.unit_cell.volume() / (VOLUME_PER_NON_H * order_z))))
 
 
 def _electron_estimates(xs: xray.structure, fo_sq: miller.array) -> list[float]:
@@ -237,8 +238,8 @@ def _phase_and_choose(data: PreparedData, sym: crystal.symmetry, contents: dict[
 
 
 def _type_atoms(xs: xray.structure, data: PreparedData, contents: dict[str, float], typer: AtomTyper,
-                sym: crystal.symmetry, map_coefficients: miller.array | None = None, z: float | None = None
-                ) -> tuple[xray.structure, list[Atom]]:
+                sym: crystal.symmetry, map_coefficients: miller.array | None = None, z: float | None = None,
+                candidate_elements: tuple[str, ...] = ()) -> tuple[xray.structure, list[Atom]]:
     """Types the atoms of xs; atoms the typer calls no atom (NOT_AN_ATOM) are removed."""
     estimates = _electron_estimates(xs, data.fo_sq)
     if map_coefficients is None and getattr(typer, "needs_map", False):
@@ -248,7 +249,7 @@ def _type_atoms(xs: xray.structure, data: PreparedData, contents: dict[str, floa
     atoms = [Atom(label=sc.label, element=sc.scattering_type, xyz=tuple(sc.site), uiso=sc.u_iso)
              for sc in xs.scatterers()]
     context = TypingContext(symmetry=sym, contents=contents, data=data, electron_estimates=estimates,
-                            map_coefficients=map_coefficients, z=z)
+                            map_coefficients=map_coefficients, z=z, candidate_elements=candidate_elements)
     atoms = typer.assign(atoms, context)
     keep = [i for i, a in enumerate(atoms) if a.element != NOT_AN_ATOM]
     if not keep:  # nothing the typer believes in: keep the peaks as carbon and let refinement judge
@@ -543,9 +544,12 @@ def solve(structure: Structure, refl: ReflectionData, options: SolveOptions | No
     timer = _Timer()
     sym = structure.symmetry
     warnings = check_inputs(structure, refl)
-    n_expected, formula_used = expected_atom_count(structure, options.use_formula)
-    contents = structure.cell_contents if formula_used else {}
-    if not formula_used:
+    in_use = contents_in_use(structure, options.use_formula)
+    contents, candidates = in_use.contents, in_use.candidate_elements
+    n_expected, formula_used = expected_atom_count(structure, contents), bool(contents)
+    if in_use.problem:
+        warnings.append(f"{in_use.problem} (about {n_expected} non-H atoms expected from the cell volume)")
+    elif not formula_used:
         warnings.append("no cell contents: elements come from electron counts and chemistry alone "
                         f"(about {n_expected} non-H atoms expected from the cell volume)")
     progress(0.02, "preparing data")
@@ -566,7 +570,7 @@ def solve(structure: Structure, refl: ReflectionData, options: SolveOptions | No
 
     progress(0.5, "typing atoms")
     xs, atoms = timer.run("atom_typing", _type_atoms, xs, data, contents, typer, sym, chosen_map,
-                          structure.z)
+                          structure.z, candidates)
     for cycle in range(options.difference_cycles):
         progress(0.55 + 0.05 * cycle, f"refinement and difference map, cycle {cycle + 1}")
         set_refinement_flags(xs, aniso=False)
@@ -575,7 +579,7 @@ def solve(structure: Structure, refl: ReflectionData, options: SolveOptions | No
         added = timer.run(f"difference_map_{cycle + 1}", _add_from_difference_map, xs, result, data,
                           n_expected - xs.scatterers().size())
         xs, atoms = timer.run(f"retype_{cycle + 1}", _type_atoms, xs, data, contents, typer, sym, None,
-                              structure.z)
+                              structure.z, candidates)
         if added == 0 and cycle > 0:
             break
 
@@ -603,6 +607,8 @@ def solve(structure: Structure, refl: ReflectionData, options: SolveOptions | No
     result = timer.run("refine_weighted", refine, xs, data.fo_sq, 4, constraints, weight)
     f_calc = data.fo_sq.structure_factors_from_scatterers(xs, algorithm="direct").f_calc()
     model = to_structure(structure, xs, atoms[:n_heavy], groups)
+    if in_use.problem:  # the written UNIT counts the model, not the contents it could not believe
+        model.cell_contents = {}
     solved = result.figures.r1 < UNSOLVED_R1
     if not solved:
         warnings.append(f"not solved: best R1 {result.figures.r1:.3f} (solved means R1 < {UNSOLVED_R1})")
@@ -672,13 +678,15 @@ def assign_elements(structure: Structure, refl: ReflectionData, typer: AtomTyper
         raise InputError(structure.source or "model", "no atoms or Q-peaks to assign")
     sym = structure.symmetry
     typer = typer or BaselineTyper()
-    contents = structure.cell_contents if use_formula else {}
+    in_use = contents_in_use(structure, use_formula)
+    contents = in_use.contents
     data = prepare(refl, sym, contents or {"C": 1.0})
     u0 = _starting_u(data)
     xs = structure_from_sites(sym, [a.xyz for a in sites], ["C"] * len(sites), u0)
     for k, sc in enumerate(xs.scatterers()):
         sc.label = f"S{k}"
-    xs, atoms = _type_atoms(xs, data, contents, typer, sym, z=structure.z)
+    xs, atoms = _type_atoms(xs, data, contents, typer, sym, z=structure.z,
+                            candidate_elements=in_use.candidate_elements)
     if complete:
         # as in solve(): a short refinement, then sites refinement rejects (huge U, crowding) are no atoms
         set_refinement_flags(xs, aniso=False)
@@ -687,7 +695,7 @@ def assign_elements(structure: Structure, refl: ReflectionData, typer: AtomTyper
     by_label = {a.label: a for a in atoms}
     out: list[tuple[str | None, Atom | None]] = [(site.label, by_label.get(f"S{k}")) for k, site in enumerate(sites)]
     if complete and contents:
-        n_expected, _ = expected_atom_count(structure, True)
+        n_expected = expected_atom_count(structure, contents)
         n_sites = xs.scatterers().size()
         for _cycle in range(3):  # one missing atom may only show once its neighbour is in
             set_refinement_flags(xs, aniso=False)

@@ -85,6 +85,9 @@ class TypingContext:
     # first, then the observed amplitudes with the model's phases
     map_coefficients: miller.array | None = None
     z: float | None = None  # formula units per cell (SHELX ZERR), when known
+    # without contents: the elements a formula named whose counts could not be believed
+    # (core.contents); empty: any element
+    candidate_elements: tuple[str, ...] = ()
 
 
 class HydrogenCounter(Protocol):

@@ -113,7 +113,8 @@ class BaselineTyper:
 
     def log_likelihoods(self, atoms: list[Atom], context: TypingContext) -> list[dict[str, float]]:
         """Per atom, the log-likelihood of each candidate element given its electron estimate and
-        its bonding environment (candidates: the contents' elements, or all but H and noble gases)."""
+        its bonding environment (candidates: the contents' elements, else the context's candidate
+        elements, else all but H and noble gases)."""
         estimates = context.electron_estimates
         if estimates is None or len(estimates) != len(atoms):
             raise ValueError("the baseline typer needs one electron estimate per atom")
@@ -124,7 +125,7 @@ class BaselineTyper:
             candidates = sorted(expected, key=lambda e: -ATOMIC_NUMBER[e])
         else:
             estimates = self._calibrated_without_formula(estimates)
-            candidates = [el for el in ATOMIC_NUMBER if el not in NOBLE_AND_H]
+            candidates = list(context.candidate_elements) or [el for el in ATOMIC_NUMBER if el not in NOBLE_AND_H]
         # metals: atoms whose estimate says Z >= 20 (a provisional, count-free reading)
         metal = [e >= 19.5 and _is_metal_like(e) for e in estimates]
         near_metal = [any(metal[j] and LIGAND_METAL[0] < d < LIGAND_METAL[1] for d, j in env.contacts)

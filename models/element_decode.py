@@ -10,12 +10,14 @@ from aisolve.models.element_net import MAX_Z, N_CLASSES, NOT_ATOM_TOKEN
 _NEVER = {1, 2, 10, 18, 36, 54, 86}
 
 
-def allowed_mask(contents: dict[str, float] | None) -> np.ndarray:
-    """Classes a peak may take: 'not an atom' and the contents' non-H elements, or every element."""
+def allowed_mask(contents: dict[str, float] | None, candidate_elements: tuple[str, ...] = ()) -> np.ndarray:
+    """Classes a peak may take: 'not an atom' and the contents' non-H elements (or, without
+    contents, the candidate elements), or every element."""
     mask = np.zeros(N_CLASSES, dtype=bool)
     mask[0] = True
-    if contents:
-        for el, n in contents.items():
+    named = contents or {el: 1.0 for el in candidate_elements}
+    if named:
+        for el, n in named.items():
             z = ATOMIC_NUMBER.get(el)
             if n > 0 and z is not None and z <= MAX_Z and z not in _NEVER:
                 mask[z] = True

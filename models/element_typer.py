@@ -53,16 +53,18 @@ class ElementPredictor(NetworkRunner):
     def predict(self, xyz_frac: np.ndarray, heights: np.ndarray, cell, hall: str,
                 contents: dict[str, float] | None, weights: list[float] | None = None,
                 order_z: int = 1, evidence: list[dict[str, float]] | None = None,
-                n_typed: int | None = None, penalty_scale: float = 1.0) -> Prediction:
+                n_typed: int | None = None, penalty_scale: float = 1.0,
+                candidate_elements: tuple[str, ...] = ()) -> Prediction:
         """Classes of the first `n_typed` peaks (all by default); the others are context the network
         reads but the count-honouring assignment leaves out, so that they take no element of the
         contents from the atoms. `evidence`, if given, adds per-peak log-likelihoods of elements
         from another source (the refinement's electron counts) to the network's log-probabilities.
-        `penalty_scale`: see core.typing_baseline.count_penalty_scale."""
+        `penalty_scale`: see core.typing_baseline.count_penalty_scale. `candidate_elements`: without
+        contents, the only elements a peak may take (none given: any)."""
         from aisolve.models.element_net import UNKNOWN_TOKEN, composition_vector
         gi = build_input(np.asarray(xyz_frac, dtype=float), np.asarray(heights, dtype=float), cell, hall)
         comp = composition_vector(contents).numpy()
-        mask = allowed_mask(contents)
+        mask = allowed_mask(contents, candidate_elements)
         first = log_softmax(self.logits(gi, np.full(gi.n_asu, UNKNOWN_TOKEN), comp), mask)
         second = log_softmax(self.logits(gi, second_pass_tokens(first.argmax(axis=1)), comp), mask)
         second = second[:n_typed]
@@ -165,7 +167,8 @@ class NetworkTyper:
         pred = self.predictor.predict(sites, heights, sym.unit_cell().parameters(),
                                       sym.space_group().type().hall_symbol(), context.contents, weights, order_z,
                                       evidence, n_typed=len(atoms),
-                                      penalty_scale=count_penalty_scale(order_z, context.z))
+                                      penalty_scale=count_penalty_scale(order_z, context.z),
+                                      candidate_elements=context.candidate_elements)
         for atom, cls, row in zip(atoms, pred.classes, pred.log_probs):
             if cls == 0:
                 # The network removes nothing: its commonest error is a real atom called 'not an

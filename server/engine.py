@@ -139,8 +139,10 @@ class Engine:
 
     def assign_elements(self, params: dict, paths: list[str], folder: Path, progress: Progress):
         """Elements (with probabilities) for the model's non-H atoms and Q-peaks, by their labels."""
+        from aisolve.core.contents import contents_in_use
         from aisolve.core.pipeline import assign_elements
         inputs = self._inputs(params, paths, keep_model=True)
+        problem = contents_in_use(inputs.template, not params.get("no_formula", False)).problem
         progress(0.1, "assigning elements")
         typed = assign_elements(inputs.template, inputs.reflections, self._typer(params.get("typer")),
                                 use_formula=not params.get("no_formula", False),
@@ -155,7 +157,7 @@ class Engine:
                          "probabilities": dict(probs[:4]), "xyz": list(atom.xyz),
                          **({"note": "missing atom, from the difference map"} if label is None else {})})
         progress(1.0, "done")
-        return {"assignments": rows}, {}
+        return {"assignments": rows, "warnings": [problem] if problem else []}, {}
 
     def add_hydrogens(self, params: dict, paths: list[str], folder: Path, progress: Progress):
         """Riding hydrogens on the model, refined; the model back as a .res with AFIX blocks."""

@@ -112,6 +112,17 @@ def test_network_decoding_with_contents_gives_the_formula(reference):
     assert np.isfinite(pred.log_probs[:, [0, 6, 8]]).all()
 
 
+def test_candidate_elements_restrict_argmax_decoding(reference):
+    """Without contents but with the elements a placeholder UNIT named, every class is one of them."""
+    xyz, height, cell, hall = _graph(reference)
+    height = height.copy()
+    height[:4] *= 2.5  # peaks as heavy as S or Cl: free argmax may call them anything
+    free = ElementPredictor().predict(xyz, height, cell, hall, {})
+    named = ElementPredictor().predict(xyz, height, cell, hall, {}, candidate_elements=("C", "O"))
+    assert set(named.classes) <= {0, 6, 8}
+    assert not np.isfinite(named.log_probs[:, 7]).any() and np.isfinite(free.log_probs[:, 7]).all()
+
+
 def test_a_graph_without_edges_is_typed(reference):
     """Two peaks far apart: the radius graph is empty (the exported ONNX graph cannot take that)."""
     pred = ElementPredictor()

@@ -276,3 +276,49 @@ def test_a_diverging_anisotropic_refinement_is_redone_isotropically():
     refined, result, aniso = _refine_heavy(xs, data, 4, True, _Timer(), warnings)
     assert not aniso and not any(sc.flags.use_u_aniso() for sc in refined.scatterers())
     assert "refined isotropically" in warnings[0] and 0 < result.figures.r1 < 1
+
+
+def test_placeholder_unit_keeps_only_the_elements(cod_model, tmp_path):
+    """'UNIT 1 2 3 4' (a placeholder) cannot fill the cell: solve says so, looks for as many atoms
+    as the volume holds, types them among the named elements and writes the model's own UNIT."""
+    from aisolve.core.shelx_write import write_ins_text
+    refl = simulate_intensities(cod_model, d_min=0.8, noise=0.02)
+    template = _template(cod_model)
+    template.cell_contents = {"C": 1.0, "H": 2.0, "N": 3.0, "O": 4.0}
+    result = solve(template, refl)
+    problem = [w for w in result.warnings if "placeholder UNIT" in w]
+    assert problem and "cod_7105573.cif" in problem[0] and "C H2 N3 O4" in problem[0], result.warnings
+    assert not result.formula_used and result.solved
+    ev = evaluate(result.structure, cod_model)
+    assert ev.n_matched == ev.n_reference
+    assert {a.element for a in result.structure.non_h_atoms()} <= {"C", "N", "O"}
+    assert ev.n_element_correct >= ev.n_reference - 1, ev.mismatches
+    unit = next(ln for ln in write_ins_text(result.structure).splitlines() if ln.startswith("UNIT"))
+    assert unit.split()[1:] != ["1", "2", "3", "4"]
+
+
+def test_plausible_contents_are_believed(cod_model):
+    from aisolve.core.contents import contents_in_use, contents_problem
+    assert contents_problem(cod_model) is None
+    assert contents_in_use(cod_model, True).contents == cod_model.cell_contents
+    assert contents_in_use(cod_model, False).contents == {}
+    dense = copy.deepcopy(cod_model)
+    dense.cell_contents = {"C": 400.0, "O": 20.0}  # 1.8 A^3 per atom
+    use = contents_in_use(dense, True)
+    assert use.contents == {} and use.candidate_elements == ("C", "O") and "1.8 A^3" in use.problem
+
+
+def test_baseline_typer_keeps_to_candidate_elements(cod_model):
+    """Electron counts of a sulfur and a bromine, but the formula named only C, N and O."""
+    from aisolve.core.model import Atom
+    from aisolve.core.stages import TypingContext
+    from aisolve.core.typing_baseline import BaselineTyper
+    atoms = [Atom(label=a.label, element="C", xyz=a.xyz) for a in cod_model.non_h_atoms()]
+    estimates = [6.0] * len(atoms)
+    estimates[0], estimates[1] = 16.0, 35.0
+    context = TypingContext(symmetry=cod_model.symmetry, contents={}, data=None, electron_estimates=estimates)
+    free = BaselineTyper().assign(copy.deepcopy(atoms), context)
+    assert {free[0].element, free[1].element} - {"C", "N", "O"}
+    context.candidate_elements = ("C", "N", "O")
+    named = BaselineTyper().assign(copy.deepcopy(atoms), context)
+    assert {a.element for a in named} <= {"C", "N", "O"} and named[1].element == "O"
