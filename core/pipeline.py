@@ -394,7 +394,10 @@ def _refine_with_hydrogens(heavy_xs, groups, data, aniso, timer, warnings, cycle
 
 SWAP_MAX_R1 = 0.15  # only a model this good has H density worth judging
 SWAP_ELEMENTS = ("C", "N", "O")  # one electron apart: the pairs electron counts confuse
-SWAP_CANDIDATES = 4  # lowest-confidence atoms of each element that are tried
+SWAP_CANDIDATES = 4  # lowest-confidence atoms of each element tried when all pairs would be too many
+# Up to this many C/N and N/O pairs every pair is tried: the network can be sure of a wrong pair
+# (ZZULI2: a C/N swap at p = 0.9997 each, which the 4 least confident of each element missed)
+MAX_SWAP_PAIRS = 40
 SWAP_GAIN = 0.02  # relative wR2 drop a swap must bring to be kept
 SWAP_D_MIN = 1.0  # resolution of the data the swaps are judged with (A)
 SWAP_CYCLES = (2, 3)  # least-squares cycles before and after the H are placed
@@ -434,9 +437,9 @@ def _swap_elements(heavy_xs, atoms: list[Atom], data: PreparedData, structure: S
                         else 1.0):
             if atoms[i].element in SWAP_ELEMENTS:
                 by_element.setdefault(atoms[i].element, []).append(i)
-        pairs = [(i, j) for e1 in by_element for e2 in by_element
-                 if ATOMIC_NUMBER[e2] - ATOMIC_NUMBER[e1] == 1  # C/N and N/O: C/O differ by two electrons
-                 for i in by_element[e1][:SWAP_CANDIDATES] for j in by_element[e2][:SWAP_CANDIDATES]]
+        pairs = _swap_pairs(by_element, None)
+        if len(pairs) > MAX_SWAP_PAIRS:
+            pairs = _swap_pairs(by_element, SWAP_CANDIDATES)
         if not pairs:
             break
         scored = [(wr2(swapped(heavy_xs, i, j)), i, j) for i, j in pairs]
@@ -452,6 +455,13 @@ def _swap_elements(heavy_xs, atoms: list[Atom], data: PreparedData, structure: S
                      f"{atoms[i].element}/{atoms[j].element}): wR2 with riding H {current:.4f} -> {best:.4f}")
         current = best
     return heavy_xs
+
+
+def _swap_pairs(by_element: dict[str, list[int]], per_element: int | None) -> list[tuple[int, int]]:
+    """C/N and N/O pairs (C/O differ by two electrons) among the first `per_element` atoms of each
+    element (all when None)."""
+    return [(i, j) for e1 in by_element for e2 in by_element if ATOMIC_NUMBER[e2] - ATOMIC_NUMBER[e1] == 1
+            for i in by_element[e1][:per_element] for j in by_element[e2][:per_element]]
 
 
 def _refused_pivots(heavy_xs, groups, data) -> list[int]:
@@ -592,7 +602,8 @@ def solve(structure: Structure, refl: ReflectionData, options: SolveOptions | No
         sc.label = f"X{k + 1}"  # unique labels, so that smtbx's messages name one atom
     heavy_xs = xs.deep_copy_scatterers()
     with_h = options.hydrogens != "none" and result.figures.r1 < UNSOLVED_R1
-    if with_h and formula_used and options.element_swaps and result.figures.r1 < SWAP_MAX_R1:
+    # the swap test judges with riding H even when the model is to be left without them
+    if formula_used and options.element_swaps and result.figures.r1 < SWAP_MAX_R1:
         progress(0.8, "element swaps with riding H")
         n_notes = len(phasing.notes)
         heavy_xs = timer.run("element_swaps", _swap_elements, heavy_xs, atoms, data, structure, aniso,

@@ -205,9 +205,11 @@ def test_cli_starting_model_and_a_cell_that_does_not_fit(tmp_path):
     assert r.returncode == 2 and "wrong_cell.res" in r.stderr and "cell does not fit" in r.stderr, r.stderr
 
 
-def test_element_swap_with_riding_h_undoes_a_c_n_mix_up(cod_model):
+@pytest.mark.parametrize("wrong_confidence", [0.5, 0.9999])
+def test_element_swap_with_riding_h_undoes_a_c_n_mix_up(cod_model, wrong_confidence):
     """A ring N typed C and a C-H carbon typed N (what electron counts confuse) are set right by
-    judging the swap with the riding H each assignment implies."""
+    judging the swap with the riding H each assignment implies, also when the typer was surer of
+    the wrong pair than of any other atom (few pairs: every one is tried)."""
     from aisolve.core.data_prep import prepare
     from aisolve.core.model import Atom
     from aisolve.core.pipeline import _swap_elements
@@ -227,7 +229,7 @@ def test_element_swap_with_riding_h_undoes_a_c_n_mix_up(cod_model):
     refine(xs, data.fo_sq, 4)
     atoms = [Atom(label=f"X{k}", element=sc.scattering_type, xyz=tuple(sc.site), confidence=0.9)
              for k, sc in enumerate(xs.scatterers())]
-    atoms[n].confidence = atoms[ch].confidence = 0.5
+    atoms[n].confidence = atoms[ch].confidence = wrong_confidence
     notes: list[str] = []
     fixed = _swap_elements(xs, atoms, data, cod_model, False, notes)
     assert [sc.scattering_type for sc in fixed.scatterers()] == truth
