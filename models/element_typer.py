@@ -27,13 +27,13 @@ WEIGHTS_DIR = Path(__file__).parent / "weights"
 ONNX_FILE, TORCH_FILE = "element_net.onnx", "element_net.pt"
 
 
-# `--typer auto` picks the network only once it beats the baseline on the real-data benchmark.
-# With cell contents it has more entries entirely right (24 vs 23), but without the formula it
-# has fewer (2 vs 6), and it swaps a C and an N of ZZULI2 that the baseline types right (the
-# pipeline's H-density check mended that in one run, not in another, and never runs in `solve
-# --hydrogens none`, the Olex2 plugin's solve; docs/BENCHMARKS.md, issue 5): auto stays on the
-# baseline.
-NETWORK_IS_DEFAULT = False
+# `--typer auto` picks the network (with the refined electron counts) since it beats the baseline
+# on the real-data benchmark: with cell contents 25 vs 22 entries entirely right, 503 vs 485 of
+# 529 atoms; without them 455 vs 361 atoms (though 2 vs 6 entries: the baseline's prior favours
+# the C/O-only sugars and epoxides). On simulated structures solved end to end it has more atoms
+# right with and without contents, but 67 vs 71 of 100 entries with them (2-3 atom minerals such
+# as MoSe2 and PbSe); docs/BENCHMARKS.md, issue 5, eighth session.
+NETWORK_IS_DEFAULT = True
 
 
 def weights_present(weights_dir: Path = WEIGHTS_DIR) -> bool:

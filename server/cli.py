@@ -312,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--typer", choices=("auto", "network", "network-only", "baseline"), default="auto",
                     help="element assignment: the element network combined with the refined electron counts, "
                          "the network alone, or the baseline (electron counts, cell contents, chemistry); "
-                         "auto: the better measured one (the baseline, for the shipped weights)")
+                         "auto: the better measured one (the network with electron counts, when its weights are installed)")
     sv.add_argument("--phaser", choices=("auto", "neural", "flip"), default="auto",
                     help="phasing: the neural phaser (P2_1/c, cells up to 12 A), charge flipping, or auto: the "
                          "network where it applies, charge flipping when it does not or refines poorly")

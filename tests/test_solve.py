@@ -324,3 +324,15 @@ def test_baseline_typer_keeps_to_candidate_elements(cod_model):
     context.candidate_elements = ("C", "N", "O")
     named = BaselineTyper().assign(copy.deepcopy(atoms), context)
     assert {a.element for a in named} <= {"C", "N", "O"} and named[1].element == "O"
+
+
+def test_a_heavy_atom_structure_is_typed_from_its_heavy_atom():
+    """One iodine among seven carbons: typing starts the iodine where it is expected instead of
+    from carbon, whose occupancy refinement could not reach iodine's count and typed a ghost peak
+    beside it as a second iodine (the model then fell apart)."""
+    model = read_ins(DATA / "iodotoluene_packed.res")
+    refl = simulate_intensities(model, d_min=0.95, noise=0.02, seed=3)
+    result = solve(_template(model), refl, SolveOptions(hydrogens="none"))
+    assert result.solved and result.figures.r1 < 0.08, (result.figures, result.phasing.notes)
+    ev = evaluate(result.structure, model)
+    assert ev.all_correct and ev.n_extra == 0, ev.mismatches
