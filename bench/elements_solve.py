@@ -15,7 +15,6 @@ structures a configuration solved (typing apart from phasing).
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
 import statistics
 import time
@@ -25,23 +24,9 @@ from itertools import islice
 import numpy as np
 
 import aisolve.core  # noqa: F401  (cctbx first)
+from simulated import finish, split_structures
 
 CONFIGS = [("network", True), ("baseline", True), ("network", False), ("baseline", False)]
-
-
-def _structures(cif_dir: str | None, n_cifs: int, n_smiles: int, split: str, seed: int, max_atoms: int):
-    from aisolve.models.data.generate import split_of
-    from aisolve.models.h_data import source_structures
-    rng = np.random.default_rng(seed)
-    made = Counter()
-    wanted = {"cif": n_cifs, "smiles": n_smiles}
-    for st, meta in source_structures(cif_dir, rng, lambda m: split_of(m["compound"], 0) == split):
-        if made["smiles"] >= n_smiles:
-            return
-        if st is None or made[meta["source"]] >= wanted[meta["source"]] or len(st.non_h_atoms()) > max_atoms:
-            continue
-        made[meta["source"]] += 1
-        yield st, meta, int(rng.integers(1 << 30))
 
 
 def measure(args) -> dict:
@@ -120,16 +105,13 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     t0 = time.monotonic()
     jobs = [(st, meta, seed, a.phasing_time)
-            for st, meta, seed in islice(_structures(a.cif_dir, a.cifs, a.smiles, a.split, a.seed, a.max_atoms), a.limit)]
+            for st, meta, seed in islice(split_structures(a.cif_dir, a.split, a.seed, a.smiles, a.cifs,
+                                                          keep=lambda st: len(st.non_h_atoms()) <= a.max_atoms),
+                                         a.limit)]
     with mp.get_context("spawn").Pool(a.jobs) as pool:
         rows = list(pool.imap_unordered(measure, jobs))
     report = summary(rows)
-    report["seconds"] = round(time.monotonic() - t0)
-    print(json.dumps(report, indent=1))
-    if a.json:
-        with open(a.json, "w") as fh:
-            json.dump({"report": report, "rows": rows}, fh, indent=1)
-    return 0
+    return finish(report, rows, a.json, t0)
 
 
 if __name__ == "__main__":

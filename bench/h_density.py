@@ -13,7 +13,6 @@ core.h_evidence.WEIGHT; the test split reports.
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing as mp
 import statistics
 import time
@@ -22,22 +21,7 @@ from collections import Counter
 import numpy as np
 
 import aisolve.core  # noqa: F401  (cctbx first)
-
-
-def _structures(cif_dir: str | None, n_smiles: int, split: str, seed: int):
-    from aisolve.models.data.generate import split_of
-    from aisolve.models.h_data import source_structures
-    rng = np.random.default_rng(seed)
-    made = 0
-    for st, meta in source_structures(cif_dir, rng, lambda m: split_of(m["compound"], 0) == split):
-        if meta["source"] == "smiles" and made >= n_smiles:
-            return
-        if st is None:
-            continue
-        if not any(a.element in ("H", "D") for a in st.atoms):
-            continue
-        made += meta["source"] == "smiles"
-        yield st, meta, int(rng.integers(1 << 30))
+from simulated import finish, split_structures
 
 
 def measure(args) -> dict | None:
@@ -99,7 +83,9 @@ def main(argv=None) -> int:
     p.add_argument("--json")
     a = p.parse_args(argv)
     t0 = time.monotonic()
-    jobs = [(st, meta, seed, a.weights) for st, meta, seed in _structures(a.cif_dir, a.smiles, a.split, a.seed)]
+    with_h = lambda st: any(a.element in ("H", "D") for a in st.atoms)  # noqa: E731
+    jobs = [(st, meta, seed, a.weights)
+            for st, meta, seed in split_structures(a.cif_dir, a.split, a.seed, a.smiles, keep=with_h)]
     with mp.get_context("spawn").Pool(a.jobs) as pool:
         rows = [r for r in pool.imap(measure, jobs, chunksize=4) if r is not None]
     good = [r for r in rows if "error" not in r]
@@ -115,12 +101,7 @@ def main(argv=None) -> int:
         right = sum(r["right"][m] for r in good)
         report["methods"][m] = {"atom_accuracy": round(right / max(report["n_atoms"], 1), 4),
                                 "structures_all_right": sum(r["right"][m] == r["n"] for r in good)}
-    report["seconds"] = round(time.monotonic() - t0)
-    print(json.dumps(report, indent=1))
-    if a.json:
-        with open(a.json, "w") as fh:
-            json.dump({"report": report, "rows": rows}, fh, indent=1)
-    return 0
+    return finish(report, rows, a.json, t0)
 
 
 if __name__ == "__main__":
