@@ -31,7 +31,7 @@ CONFIGS = [("network", True), ("baseline", True), ("network", False), ("baseline
 
 def measure(args) -> dict:
     """One structure: simulated data, then a solve per configuration, each scored on the structure."""
-    st, meta, seed, phasing_time = args
+    st, meta, seed, phasing_time, typers = args
     import copy
 
     from aisolve.core.evaluate import evaluate
@@ -45,6 +45,8 @@ def measure(args) -> dict:
         return {"error": f"{type(exc).__name__}: {exc}", "origin": meta["origin"]}
     row = {"origin": meta["origin"], "source": meta["source"], "d_min": exp.d_min, "results": {}}
     for typer, with_formula in CONFIGS:
+        if typer not in typers:
+            continue
         template = copy.deepcopy(st)
         template.atoms, template.peaks = [], []
         options = SolveOptions(typer=NetworkTyper() if typer == "network" else None, hydrogens="none",
@@ -60,11 +62,40 @@ def measure(args) -> dict:
         row["n"] = ev.n_reference if ev else row.get("n")
         row["results"][key] = {"solved": result.solved, "right": ev.n_element_correct if ev else 0,
                                "all_right": bool(ev and ev.all_correct), "seconds": time.perf_counter() - t,
-                               "mismatches": ev.mismatches[:6] if ev else []}
+                               "mismatches": ev.mismatches[:6] if ev else [],
+                               "atoms": _atom_records(result.structure, ev) if ev else []}
     if row.get("n") is None:  # solved by no configuration: count the reference's required atoms
         from aisolve.core.evaluate import _required
         row["n"] = len(_required(st))
     return row
+
+
+def _atom_records(solution, ev) -> list[dict]:
+    """Per matched atom: the reported element probabilities and the true element."""
+    heavy = [a for a in solution.atoms if a.element not in ("H", "D")]
+    return [{"probabilities": {k: round(v, 5) for k, v in (heavy[i].element_probabilities or {}).items()},
+             "element": heavy[i].element, "confidence": heavy[i].confidence, "truth": truth}
+            for i, truth in ev.matched_elements]
+
+
+CONFIDENCE_BINS = (0.0, 0.5, 0.8, 0.9, 0.95, 0.99, 0.999, 1.0001)
+
+
+def calibration(records: list[dict]) -> dict:
+    """Is the reported confidence honest? Per bin of confidence: atoms, mean confidence, share right;
+    and the expected calibration error (their weighted mean gap)."""
+    conf = np.array([r["confidence"] if r["confidence"] is not None else 1.0 for r in records])
+    right = np.array([r["element"] == r["truth"] for r in records])
+    bins, ece = [], 0.0
+    for lo, hi in zip(CONFIDENCE_BINS, CONFIDENCE_BINS[1:]):
+        sel = (conf >= lo) & (conf < hi)
+        if sel.any():
+            gap = abs(conf[sel].mean() - right[sel].mean())
+            ece += sel.sum() / max(len(conf), 1) * gap
+            bins.append({"bin": f"{lo:g}-{min(hi, 1):g}", "atoms": int(sel.sum()),
+                         "mean_confidence": round(float(conf[sel].mean()), 4),
+                         "right": round(float(right[sel].mean()), 4)})
+    return {"expected_calibration_error": round(float(ece), 4), "bins": bins}
 
 
 def summary(rows: list[dict]) -> dict:
@@ -76,6 +107,8 @@ def summary(rows: list[dict]) -> dict:
     for typer, with_formula in CONFIGS:
         key = f"{typer}, {'with' if with_formula else 'without'} contents"
         res = [r["results"].get(key, {}) for r in good]
+        if not any(res):
+            continue
         out["configs"][key] = {
             "atom_accuracy": round(sum(x.get("right", 0) for x in res) / max(out["n_atoms"], 1), 4),
             "structures_all_right": sum(bool(x.get("all_right")) for x in res),
@@ -85,6 +118,7 @@ def summary(rows: list[dict]) -> dict:
                 sum(x["right"] for x in res if x.get("solved"))
                 / max(sum(r["n"] for r, x in zip(good, res) if x.get("solved")), 1), 4),
             "errors": sum("error" in x for x in res),
+            "calibration": calibration([a for x in res for a in x.get("atoms", [])]),
             "median_seconds": round(statistics.median(x["seconds"] for x in res if "seconds" in x), 2)
             if any("seconds" in x for x in res) else None}
     return out
@@ -100,11 +134,12 @@ def main(argv=None) -> int:
     p.add_argument("--phasing-time", type=float, default=20.0)
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--limit", type=int, help="at most this many structures in all")
+    p.add_argument("--typers", nargs="+", default=["network", "baseline"], choices=["network", "baseline"])
     p.add_argument("--max-atoms", type=int, default=60, help="skip structures with more non-H atoms")
     p.add_argument("--json")
     a = p.parse_args(argv)
     t0 = time.monotonic()
-    jobs = [(st, meta, seed, a.phasing_time)
+    jobs = [(st, meta, seed, a.phasing_time, a.typers)
             for st, meta, seed in islice(split_structures(a.cif_dir, a.split, a.seed, a.smiles, a.cifs,
                                                           keep=lambda st: len(st.non_h_atoms()) <= a.max_atoms),
                                          a.limit)]

@@ -30,6 +30,8 @@ class Evaluation:
     n_extra: int  # solution atoms matching nothing
     rms: float | None
     mismatches: list[str] = field(default_factory=list)
+    # (solution atom index, reference element) of every required reference atom matched
+    matched_elements: list[tuple[int, str]] = field(default_factory=list)
 
     @property
     def element_accuracy(self) -> float:
@@ -45,7 +47,7 @@ class Evaluation:
         return self.n_reference > 0 and self.n_element_correct == self.n_reference
 
     def as_dict(self) -> dict:
-        d = dict(self.__dict__)
+        d = {k: v for k, v in self.__dict__.items() if k != "matched_elements"}
         d.update(element_accuracy=round(self.element_accuracy, 4), all_correct=self.all_correct,
                  h_accuracy=None if self.h_accuracy is None else round(self.h_accuracy, 4))
         return d
@@ -99,13 +101,14 @@ def evaluate(solution: Structure, reference: Structure, solution_h_counts: list[
     best = max(matches, key=lambda m: (sum(1 for p in m.pairs if ref_idx[p[0]] in required), -m.rms))
     ref_h = h_counts_by_distance(reference) if any(a.element == "H" for a in reference.atoms) else None
     n_matched = n_el = n_h_checked = n_h_ok = 0
-    mismatches = []
+    mismatches, matched_elements = [], []
     for k_ref, k_sol in best.pairs:
         i_ref, i_sol = ref_idx[k_ref], sol_idx[k_sol]
         if i_ref not in required:
             continue
         n_matched += 1
         r, s = reference.atoms[i_ref], solution.atoms[i_sol]
+        matched_elements.append((i_sol, r.element))
         if r.element == s.element:
             n_el += 1
         else:
@@ -120,7 +123,8 @@ def evaluate(solution: Structure, reference: Structure, solution_h_counts: list[
     if missing:
         mismatches.append(f"{missing} reference atoms not found")
     n_extra = len(sol_idx) - len(best.pairs)
-    return Evaluation(n_required, n_matched, n_el, n_h_checked, n_h_ok, n_extra, float(best.rms), mismatches)
+    return Evaluation(n_required, n_matched, n_el, n_h_checked, n_h_ok, n_extra, float(best.rms), mismatches,
+                      matched_elements)
 
 
 def published_r1(path: str | Path) -> float | None:
