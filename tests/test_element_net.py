@@ -182,3 +182,18 @@ def test_the_typer_removes_no_site_and_keeps_the_no_atom_probability(reference):
     assert all(a.element != NOT_AN_ATOM for a in typed)
     assert [a.element for a in typed[:-1]] == [a.element for a in heavy]
     assert typed[-1].element_probabilities.get("no atom", 0.0) > 0.8
+
+
+def test_reported_confidence_is_tempered_and_given_an_atom():
+    """A site half 'no atom', with C 999 times likelier than N: its element confidence is C's share
+    among the elements after tempering, so neither the doubt about the site nor the network's
+    overconfidence makes the number."""
+    from aisolve.models.element_typer import CONFIDENCE_TEMPERATURE, element_confidence, reported_log_probs
+    row = np.full(10, -np.inf)
+    row[0], row[6], row[7] = np.log(0.5), np.log(0.5 * 0.999), np.log(0.5 * 0.001)
+    reported = reported_log_probs(row)
+    assert np.isclose(np.exp(reported[np.isfinite(reported)]).sum(), 1.0)
+    c, n = 0.999 ** (1 / CONFIDENCE_TEMPERATURE), 0.001 ** (1 / CONFIDENCE_TEMPERATURE)
+    assert np.isclose(element_confidence(reported, 6), c / (c + n))
+    assert 0.9 < element_confidence(reported, 6) < 0.999
+    assert element_confidence(reported, 0) == 0.0
