@@ -287,6 +287,22 @@ def _apply_types(xs: xray.structure, atoms: list[Atom]) -> None:
     xs.discard_scattering_type_registry()
 
 
+NO_ATOM = "no atom"  # the key of a typer's 'not an atom' probability in Atom.element_probabilities
+
+
+def _site_belief(atom: Atom) -> float:
+    """How sure the typer is that an atom of this element is here: its element confidence (given
+    an atom) times the probability that the site holds an atom at all."""
+    probs = atom.element_probabilities or {}
+    return (atom.confidence or 0.0) * (1.0 - probs.get(NO_ATOM, 0.0))
+
+
+def _confidence_of(atom: Atom) -> float:
+    """The element confidence of `atom` from its probabilities, given that an atom is there."""
+    probs = atom.element_probabilities
+    return probs.get(atom.element, 0.0) / max(1.0 - probs.get(NO_ATOM, 0.0), 1e-12)
+
+
 def _prune(xs: xray.structure, atoms: list[Atom], u_max: float = 0.15) -> tuple[xray.structure, list[Atom]]:
     """Drop atoms that refinement says are not there: huge Uiso, or crowding a better atom."""
     keep = []
@@ -294,7 +310,7 @@ def _prune(xs: xray.structure, atoms: list[Atom], u_max: float = 0.15) -> tuple[
     table = bonds(xs, elements)
     for i, sc in enumerate(xs.scatterers()):
         u = sc.u_iso_or_equiv(xs.unit_cell())
-        too_close = any(c.distance < 0.9 and (atoms[c.j].confidence or 0) >= (atoms[i].confidence or 0)
+        too_close = any(c.distance < 0.9 and _site_belief(atoms[c.j]) >= _site_belief(atoms[i])
                         and c.j < i for c in table[i])
         if u <= u_max and not too_close:
             keep.append(i)
@@ -469,7 +485,7 @@ def _swap_elements(heavy_xs, atoms: list[Atom], data: PreparedData, structure: S
         for k in (i, j):
             atoms[k].element = heavy_xs.scatterers()[k].scattering_type
             if atoms[k].element_probabilities:
-                atoms[k].confidence = atoms[k].element_probabilities.get(atoms[k].element, 0.0)
+                atoms[k].confidence = _confidence_of(atoms[k])
         notes.append(f"element swap of atoms {i + 1} and {j + 1} ({atoms[j].element}/{atoms[i].element} -> "
                      f"{atoms[i].element}/{atoms[j].element}): wR2 with riding H {current:.4f} -> {best:.4f}")
         current = best
