@@ -28,7 +28,7 @@ from aisolve.core.phasing import ChargeFlippingPhaser, run_phaser
 from aisolve.core.reflection_stats import absence_classes, ABSENCE_I_SIGMA_LIMIT
 from aisolve.core.refine import (Figures, RefinementDiverged, RefinementResult, optimise_weights, refine,
                                  set_refinement_flags)
-from aisolve.core.stages import (NOT_AN_ATOM, AtomTyper, HydrogenCounter, Phaser, PhasingResult, Progress,
+from aisolve.core.stages import (NO_ATOM, NOT_AN_ATOM, AtomTyper, HydrogenCounter, Phaser, PhasingResult, Progress,
                                  TypingContext, no_progress)
 from aisolve.core.typing_baseline import BaselineTyper, asu_weights, expected_per_asu
 
@@ -287,9 +287,6 @@ def _apply_types(xs: xray.structure, atoms: list[Atom]) -> None:
     xs.discard_scattering_type_registry()
 
 
-NO_ATOM = "no atom"  # the key of a typer's 'not an atom' probability in Atom.element_probabilities
-
-
 def _site_belief(atom: Atom) -> float:
     """How sure the typer is that an atom of this element is here: its element confidence (given
     an atom) times the probability that the site holds an atom at all."""
@@ -431,7 +428,8 @@ SWAP_MAX_R1 = 0.15  # only a model this good has H density worth judging
 SWAP_ELEMENTS = ("C", "N", "O")  # one electron apart: the pairs electron counts confuse
 SWAP_CANDIDATES = 4  # lowest-confidence atoms of each element tried when all pairs would be too many
 # Up to this many C/N and N/O pairs every pair is tried: the network can be sure of a wrong pair
-# (ZZULI2: a C/N swap at p = 0.9997 each, which the 4 least confident of each element missed)
+# (ZZULI2: a C/N swap at p = 0.9997 each before tempering, which the 4 least confident of each
+# element missed)
 MAX_SWAP_PAIRS = 40
 SWAP_GAIN = 0.02  # relative wR2 drop a swap must bring to be kept
 SWAP_D_MIN = 1.0  # resolution of the data the swaps are judged with (A)

@@ -66,6 +66,8 @@ class Phaser(Protocol):
 
 # The element a typer gives a peak it judges to be no atom; the pipeline removes such atoms.
 NOT_AN_ATOM = "Q"
+# The key of a typer's 'not an atom' probability in Atom.element_probabilities
+NO_ATOM = "no atom"
 
 
 class AtomTyper(Protocol):

@@ -16,7 +16,7 @@ import numpy as np
 
 from aisolve.core.elements import ATOMIC_NUMBER, SYMBOLS
 from aisolve.core.model import Atom
-from aisolve.core.stages import NOT_AN_ATOM, TypingContext
+from aisolve.core.stages import NO_ATOM, NOT_AN_ATOM, TypingContext
 from aisolve.core.typing_baseline import (asu_weights, constrained_assignment, count_penalty_scale,
                                           expected_fraction_per_asu)
 from aisolve.models.element_decode import allowed_mask, log_softmax, second_pass_tokens
@@ -177,7 +177,7 @@ class NetworkTyper:
                 # stays in element_probabilities.
                 cls = int(np.argmax(row[1:])) + 1
             reported = reported_log_probs(row)
-            probs = {("no atom" if k == 0 else SYMBOLS[k - 1]): math.exp(v) for k, v in enumerate(reported)
+            probs = {(NO_ATOM if k == 0 else SYMBOLS[k - 1]): math.exp(v) for k, v in enumerate(reported)
                      if np.isfinite(v) and v > math.log(1e-4)}
             atom.element = NOT_AN_ATOM if cls == 0 else SYMBOLS[cls - 1]
             atom.element_probabilities = dict(sorted(probs.items(), key=lambda kv: -kv[1]))
