@@ -29,12 +29,16 @@ from simulated import finish, split_structures
 CONFIGS = [("network", True), ("baseline", True), ("network", False), ("baseline", False)]
 
 
+def config_key(typer: str, with_formula: bool) -> str:
+    return f"{typer}, {'with' if with_formula else 'without'} contents"
+
+
 def measure(args) -> dict:
     """One structure: simulated data, then a solve per configuration, each scored on the structure."""
     st, meta, seed, phasing_time, typers = args
     import copy
 
-    from aisolve.core.evaluate import evaluate
+    from aisolve.core.evaluate import _required, evaluate
     from aisolve.core.pipeline import SolveOptions, solve
     from aisolve.models.data.simulate import SimConfig, simulate
     from aisolve.models.element_typer import NetworkTyper
@@ -43,7 +47,8 @@ def measure(args) -> dict:
         exp = simulate(st, rng, SimConfig(d_min=(0.7, 1.0), drop_strongest_fraction=0.0))
     except (AssertionError, RuntimeError, ValueError, ArithmeticError, IndexError) as exc:
         return {"error": f"{type(exc).__name__}: {exc}", "origin": meta["origin"]}
-    row = {"origin": meta["origin"], "source": meta["source"], "d_min": exp.d_min, "results": {}}
+    row = {"origin": meta["origin"], "source": meta["source"], "d_min": exp.d_min, "n": len(_required(st)),
+           "results": {}}
     for typer, with_formula in CONFIGS:
         if typer not in typers:
             continue
@@ -52,29 +57,25 @@ def measure(args) -> dict:
         options = SolveOptions(typer=NetworkTyper() if typer == "network" else None, hydrogens="none",
                                use_formula=with_formula, phasing_time=phasing_time, seed=seed % 1000)
         t = time.perf_counter()
-        key = f"{typer}, {'with' if with_formula else 'without'} contents"
+        key = config_key(typer, with_formula)
         try:
             result = solve(template, exp.reflections, options)
         except (AssertionError, RuntimeError, ValueError, ArithmeticError, IndexError) as exc:
             row["results"][key] = {"error": f"{type(exc).__name__}: {exc}"}
             continue
         ev = evaluate(result.structure, st) if result.solved else None
-        row["n"] = ev.n_reference if ev else row.get("n")
         row["results"][key] = {"solved": result.solved, "right": ev.n_element_correct if ev else 0,
                                "all_right": bool(ev and ev.all_correct), "seconds": time.perf_counter() - t,
                                "mismatches": ev.mismatches[:6] if ev else [],
                                "atoms": _atom_records(result.structure, ev) if ev else []}
-    if row.get("n") is None:  # solved by no configuration: count the reference's required atoms
-        from aisolve.core.evaluate import _required
-        row["n"] = len(_required(st))
     return row
 
 
 def _atom_records(solution, ev) -> list[dict]:
     """Per matched atom: the reported element probabilities and the true element."""
-    heavy = [a for a in solution.atoms if a.element not in ("H", "D")]
-    return [{"probabilities": {k: round(v, 5) for k, v in (heavy[i].element_probabilities or {}).items()},
-             "element": heavy[i].element, "confidence": heavy[i].confidence, "truth": truth}
+    atoms = solution.atoms  # ev.matched_elements index these, H included
+    return [{"probabilities": {k: round(v, 5) for k, v in (atoms[i].element_probabilities or {}).items()},
+             "element": atoms[i].element, "confidence": atoms[i].confidence, "truth": truth}
             for i, truth in ev.matched_elements]
 
 
@@ -105,7 +106,7 @@ def summary(rows: list[dict]) -> dict:
            "median_d_min": round(statistics.median(r["d_min"] for r in good), 2) if good else None,
            "simulation_errors": sum("error" in r for r in rows), "configs": {}}
     for typer, with_formula in CONFIGS:
-        key = f"{typer}, {'with' if with_formula else 'without'} contents"
+        key = config_key(typer, with_formula)
         res = [r["results"].get(key, {}) for r in good]
         if not any(res):
             continue

@@ -68,6 +68,9 @@ def test_evaluation_scores_shifted_and_inverted_copy_as_perfect():
     h = [n for a, n in zip(moved.atoms, h_counts_by_distance(moved)) if a.element != "H"]
     ev = evaluate(moved, ref, h)
     assert ev.all_correct and ev.n_matched == 23 and ev.rms < 1e-6 and ev.h_accuracy == 1.0
+    # the matches name solution atoms by their index among all atoms, H included
+    assert len(ev.matched_elements) == 23 and any(a.element == "H" for a in moved.atoms[:23])
+    assert all(moved.atoms[i].element == el for i, el in ev.matched_elements)
 
 
 def test_evaluation_catches_wrong_elements_and_missing_atoms():
