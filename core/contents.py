@@ -28,14 +28,15 @@ class ContentsInUse:
     problem: str | None = None  # why the counts were dropped
 
 
-def non_h_elements(contents: dict[str, float]) -> tuple[str, ...]:
-    return tuple(sorted(el for el, n in contents.items() if n > 0 and el not in ("H", "D")))
+def _non_h(contents: dict[str, float]) -> dict[str, float]:
+    return {el: n for el, n in contents.items() if n > 0 and el not in ("H", "D")}
 
 
 def contents_problem(structure: Structure) -> str | None:
     """A message naming the file and the numbers when the contents cannot fill the cell, else None."""
     contents = structure.cell_contents
-    n_atoms = sum(n for el, n in contents.items() if el not in ("H", "D") and n > 0)
+    non_h = _non_h(contents)
+    n_atoms = sum(non_h.values())
     if not n_atoms:
         return None
     volume = structure.unit_cell.volume()
@@ -46,7 +47,7 @@ def contents_problem(structure: Structure) -> str | None:
     return (f"{source}the cell contents {hill_formula(contents)} hold {n_atoms:g} non-H atoms per cell, "
             f"{per_atom:.1f} A^3 each in the {volume:.0f} A^3 cell (plausible: {MIN_VOLUME_PER_ATOM:g}-"
             f"{MAX_VOLUME_PER_ATOM:g}, about 18 for organic crystals): a placeholder UNIT or counts per "
-            f"formula unit? Their counts are ignored; their elements ({', '.join(non_h_elements(contents))}) "
+            f"formula unit? Their counts are ignored; their elements ({', '.join(sorted(non_h))}) "
             f"remain the candidates")
 
 
@@ -55,5 +56,5 @@ def contents_in_use(structure: Structure, use_formula: bool) -> ContentsInUse:
         return ContentsInUse({})
     problem = contents_problem(structure)
     if problem:
-        return ContentsInUse({}, non_h_elements(structure.cell_contents), problem)
+        return ContentsInUse({}, tuple(sorted(_non_h(structure.cell_contents))), problem)
     return ContentsInUse(structure.cell_contents)

@@ -29,7 +29,7 @@ from aisolve.core.reflection_stats import absence_classes, ABSENCE_I_SIGMA_LIMIT
 from aisolve.core.refine import (Figures, RefinementDiverged, RefinementResult, optimise_weights, refine,
                                  set_refinement_flags)
 from aisolve.core.stages import (NO_ATOM, NOT_AN_ATOM, AtomTyper, HydrogenCounter, Phaser, PhasingResult, Progress,
-                                 TypingContext, no_progress)
+                                 TypingContext, confidence_given_atom, no_progress)
 from aisolve.core.typing_baseline import BaselineTyper, asu_weights, expected_per_asu
 
 UNSOLVED_R1 = 0.25  # above this after refinement the structure is reported as not solved
@@ -294,12 +294,6 @@ def _site_belief(atom: Atom) -> float:
     return (atom.confidence or 0.0) * (1.0 - probs.get(NO_ATOM, 0.0))
 
 
-def _confidence_of(atom: Atom) -> float:
-    """The element confidence of `atom` from its probabilities, given that an atom is there."""
-    probs = atom.element_probabilities
-    return probs.get(atom.element, 0.0) / max(1.0 - probs.get(NO_ATOM, 0.0), 1e-12)
-
-
 def _prune(xs: xray.structure, atoms: list[Atom], u_max: float = 0.15) -> tuple[xray.structure, list[Atom]]:
     """Drop atoms that refinement says are not there: huge Uiso, or crowding a better atom."""
     keep = []
@@ -483,7 +477,7 @@ def _swap_elements(heavy_xs, atoms: list[Atom], data: PreparedData, structure: S
         for k in (i, j):
             atoms[k].element = heavy_xs.scatterers()[k].scattering_type
             if atoms[k].element_probabilities:
-                atoms[k].confidence = _confidence_of(atoms[k])
+                atoms[k].confidence = confidence_given_atom(atoms[k].element_probabilities, atoms[k].element)
         notes.append(f"element swap of atoms {i + 1} and {j + 1} ({atoms[j].element}/{atoms[i].element} -> "
                      f"{atoms[i].element}/{atoms[j].element}): wR2 with riding H {current:.4f} -> {best:.4f}")
         current = best

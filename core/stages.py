@@ -70,6 +70,12 @@ NOT_AN_ATOM = "Q"
 NO_ATOM = "no atom"
 
 
+def confidence_given_atom(probabilities: dict[str, float], element: str) -> float:
+    """`element`'s probability given that an atom is there (the NO_ATOM share taken out): how sure
+    a typer is of the element of a site the pipeline keeps."""
+    return min(1.0, probabilities.get(element, 0.0) / max(1.0 - probabilities.get(NO_ATOM, 0.0), 1e-12))
+
+
 class AtomTyper(Protocol):
     """Turns peaks (or a provisional model) into atoms with elements and per-element probabilities."""
     name: str

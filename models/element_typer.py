@@ -16,7 +16,7 @@ import numpy as np
 
 from aisolve.core.elements import ATOMIC_NUMBER, SYMBOLS
 from aisolve.core.model import Atom
-from aisolve.core.stages import NO_ATOM, NOT_AN_ATOM, TypingContext
+from aisolve.core.stages import NO_ATOM, NOT_AN_ATOM, TypingContext, confidence_given_atom
 from aisolve.core.typing_baseline import (asu_weights, constrained_assignment, count_penalty_scale,
                                           expected_fraction_per_asu)
 from aisolve.models.element_decode import allowed_mask, log_softmax, second_pass_tokens
@@ -176,12 +176,12 @@ class NetworkTyper:
                 # lost atoms for good). Refinement judges a spurious site (_prune); the probability
                 # stays in element_probabilities.
                 cls = int(np.argmax(row[1:])) + 1
-            reported = reported_log_probs(row)
-            probs = {(NO_ATOM if k == 0 else SYMBOLS[k - 1]): math.exp(v) for k, v in enumerate(reported)
-                     if np.isfinite(v) and v > math.log(1e-4)}
+            probs = {(NO_ATOM if k == 0 else SYMBOLS[k - 1]): math.exp(v)
+                     for k, v in enumerate(reported_log_probs(row)) if np.isfinite(v)}
             atom.element = NOT_AN_ATOM if cls == 0 else SYMBOLS[cls - 1]
-            atom.element_probabilities = dict(sorted(probs.items(), key=lambda kv: -kv[1]))
-            atom.confidence = element_confidence(reported, cls)
+            atom.element_probabilities = dict(sorted(((el, p) for el, p in probs.items() if p > 1e-4),
+                                                     key=lambda kv: -kv[1]))
+            atom.confidence = confidence_given_atom(probs, atom.element)
         return atoms
 
 
@@ -200,13 +200,3 @@ def reported_log_probs(row: np.ndarray) -> np.ndarray:
     t = row[finite] / CONFIDENCE_TEMPERATURE
     out[finite] = t - (t.max() + np.log(np.exp(t - t.max()).sum()))
     return out
-
-
-def element_confidence(log_probs: np.ndarray, cls: int) -> float:
-    """How sure the element of a kept site is: its probability given that an atom is there (the
-    pipeline keeps sites the network doubts and lets refinement judge them; 'no atom' stays in the
-    reported probabilities)."""
-    if cls == 0 or not np.isfinite(log_probs[cls]):
-        return 0.0
-    p_atom = 1.0 - math.exp(log_probs[0]) if np.isfinite(log_probs[0]) else 1.0
-    return min(1.0, math.exp(log_probs[cls]) / max(p_atom, 1e-12))

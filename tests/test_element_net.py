@@ -188,12 +188,14 @@ def test_reported_confidence_is_tempered_and_given_an_atom():
     """A site half 'no atom', with C 999 times likelier than N: its element confidence is C's share
     among the elements after tempering, so neither the doubt about the site nor the network's
     overconfidence makes the number."""
-    from aisolve.models.element_typer import CONFIDENCE_TEMPERATURE, element_confidence, reported_log_probs
+    from aisolve.core.stages import NO_ATOM, confidence_given_atom
+    from aisolve.models.element_typer import CONFIDENCE_TEMPERATURE, reported_log_probs
     row = np.full(10, -np.inf)
     row[0], row[6], row[7] = np.log(0.5), np.log(0.5 * 0.999), np.log(0.5 * 0.001)
     reported = reported_log_probs(row)
     assert np.isclose(np.exp(reported[np.isfinite(reported)]).sum(), 1.0)
+    probs = {NO_ATOM: np.exp(reported[0]), "C": np.exp(reported[6]), "N": np.exp(reported[7])}
     c, n = 0.999 ** (1 / CONFIDENCE_TEMPERATURE), 0.001 ** (1 / CONFIDENCE_TEMPERATURE)
-    assert np.isclose(element_confidence(reported, 6), c / (c + n))
-    assert 0.9 < element_confidence(reported, 6) < 0.999
-    assert element_confidence(reported, 0) == 0.0
+    assert np.isclose(confidence_given_atom(probs, "C"), c / (c + n))
+    assert 0.9 < confidence_given_atom(probs, "C") < 0.999
+    assert confidence_given_atom(probs, NOT_AN_ATOM) == 0.0
