@@ -13,9 +13,12 @@ import math
 from dataclasses import dataclass
 
 from aisolve.core.elements import ATOMIC_NUMBER
-from aisolve.core.geometry import covalent_radius, structure_from_sites
+import numpy as np
+
+from aisolve.core.geometry import contacts, covalent_radius, structure_from_sites
 from aisolve.core.model import Atom
 from aisolve.core.stages import TypingContext
+from aisolve.core.terminal_fluorine import fluorine_like_terminals
 
 # Prior of non-H elements in small-molecule crystal structures when the formula is unknown.
 COMMON_PRIOR = {"C": 0.55, "O": 0.17, "N": 0.1, "F": 0.04, "S": 0.025, "Cl": 0.025, "P": 0.01,
@@ -56,6 +59,11 @@ BOND_COUNT_PRIOR = {
     "P": {1: 0.05, 2: 0.05, 3: 0.35, 4: 0.5, 5: 0.03, 6: 0.02}, "S": {1: 0.15, 2: 0.4, 3: 0.15, 4: 0.3},
 }
 LIGAND_METAL = (1.8, 2.6)  # A: metal-ligand contact distances
+# A terminal atom shaped like the F of a CF3 group (core.terminal_fluorine) gains this much log-
+# likelihood as F: enough to outweigh the low electron count of a smeared, disordered F (and the
+# network's reading of its weak peak), not enough to break the contents' counts.
+FLUORINE_SHAPE_BONUS = 6.0
+LIGHT_CENTRE_MAX_ELECTRONS = 9.5  # the centre of such a group is B, C or N, not S or P
 METAL_CONTACT_BONUS = {"N": 0.6, "O": 0.6, "S": 0.6, "P": 0.6, "Cl": 0.6, "Br": 0.6, "I": 0.6, "C": -0.6}
 
 
@@ -115,23 +123,42 @@ class BaselineTyper:
         """Per atom, the log-likelihood of each candidate element given its electron estimate and
         its bonding environment (candidates: the contents' elements, else the context's candidate
         elements, else all but H and noble gases)."""
+        estimates, candidates, xs, table = self._readings(atoms, context)
+        envs = [Environment([(c.distance, c.j) for c in row]) for row in table]
+        # metals: atoms whose estimate says Z >= 20 (a provisional, count-free reading)
+        metal = [e >= 19.5 and _is_metal_like(e) for e in estimates]
+        near_metal = [any(metal[j] and LIGAND_METAL[0] < d < LIGAND_METAL[1] for d, j in env.contacts)
+                      and not metal[i] for i, env in enumerate(envs)]
+        fluorine = self._fluorine_shaped(estimates, candidates, xs, table)
+        return [{el: _log_likelihood(est, el, env, nm) + (FLUORINE_SHAPE_BONUS if el == "F" and i in fluorine else 0.0)
+                 for el in candidates}
+                for i, (est, env, nm) in enumerate(zip(estimates, envs, near_metal))]
+
+    def fluorine_shaped(self, atoms: list[Atom], context: TypingContext) -> set[int]:
+        """Atoms shaped like the F of a CF3 group (core.terminal_fluorine), where F is a candidate."""
+        return self._fluorine_shaped(*self._readings(atoms, context))
+
+    def _readings(self, atoms: list[Atom], context: TypingContext):
+        """Calibrated electron estimates, candidate elements, the atoms as a structure, their contacts."""
         estimates = context.electron_estimates
         if estimates is None or len(estimates) != len(atoms):
             raise ValueError("the baseline typer needs one electron estimate per atom")
         expected = expected_per_asu(context.contents, context.symmetry.space_group().order_z())
-        envs = _environments(atoms, context)
         if expected:
             estimates = self._calibrated(estimates, expected)
             candidates = sorted(expected, key=lambda e: -ATOMIC_NUMBER[e])
         else:
             estimates = self._calibrated_without_formula(estimates)
             candidates = list(context.candidate_elements) or [el for el in ATOMIC_NUMBER if el not in NOBLE_AND_H]
-        # metals: atoms whose estimate says Z >= 20 (a provisional, count-free reading)
-        metal = [e >= 19.5 and _is_metal_like(e) for e in estimates]
-        near_metal = [any(metal[j] and LIGAND_METAL[0] < d < LIGAND_METAL[1] for d, j in env.contacts)
-                      and not metal[i] for i, env in enumerate(envs)]
-        return [{el: _log_likelihood(est, el, env, nm) for el in candidates}
-                for est, env, nm in zip(estimates, envs, near_metal)]
+        xs = structure_from_sites(context.symmetry, [a.xyz for a in atoms], ["C"] * len(atoms))
+        return estimates, candidates, xs, contacts(xs, cutoff=LIGAND_METAL[1])
+
+    @staticmethod
+    def _fluorine_shaped(estimates, candidates, xs, table) -> set[int]:
+        if "F" not in candidates:
+            return set()
+        return fluorine_like_terminals(table, np.array(xs.sites_cart()), xs.unit_cell(),
+                                       [e < LIGHT_CENTRE_MAX_ELECTRONS for e in estimates])
 
     @staticmethod
     def _calibrated(estimates: list[float], expected: dict[str, int]) -> list[float]:
@@ -183,7 +210,6 @@ def constrained_assignment(table: list[dict[str, float]], expected: dict[str, fl
     rule for peaks that are not atoms, since it has no such label). `penalty_scale` multiplies the
     deviation penalty (count_penalty_scale).
     """
-    import numpy as np
     from scipy.optimize import Bounds, LinearConstraint, milp
     counted = list(expected)
     labels = counted + [f for f in free if f not in expected]
@@ -218,7 +244,3 @@ def _is_metal_like(estimate: float) -> bool:
     return not any(abs(estimate - ATOMIC_NUMBER[el]) < 1.0 for el in ("S", "Cl", "Br", "I", "Se", "As"))
 
 
-def _environments(atoms: list[Atom], context: TypingContext) -> list[Environment]:
-    from aisolve.core.geometry import contacts
-    xs = structure_from_sites(context.symmetry, [a.xyz for a in atoms], ["C"] * len(atoms))
-    return [Environment([(c.distance, c.j) for c in row]) for row in contacts(xs, cutoff=LIGAND_METAL[1])]

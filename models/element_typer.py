@@ -54,13 +54,14 @@ class ElementPredictor(NetworkRunner):
                 contents: dict[str, float] | None, weights: list[float] | None = None,
                 order_z: int = 1, evidence: list[dict[str, float]] | None = None,
                 n_typed: int | None = None, penalty_scale: float = 1.0,
-                candidate_elements: tuple[str, ...] = ()) -> Prediction:
+                candidate_elements: tuple[str, ...] = (), defer_to_evidence: set[int] = frozenset()) -> Prediction:
         """Classes of the first `n_typed` peaks (all by default); the others are context the network
         reads but the count-honouring assignment leaves out, so that they take no element of the
         contents from the atoms. `evidence`, if given, adds per-peak log-likelihoods of elements
         from another source (the refinement's electron counts) to the network's log-probabilities.
         `penalty_scale`: see core.typing_baseline.count_penalty_scale. `candidate_elements`: without
-        contents, the only elements a peak may take (none given: any)."""
+        contents, the only elements a peak may take (none given: any). `defer_to_evidence`: peaks
+        whose element the evidence alone decides (the network keeps only its 'not an atom' call)."""
         from aisolve.models.element_net import UNKNOWN_TOKEN, composition_vector
         gi = build_input(np.asarray(xyz_frac, dtype=float), np.asarray(heights, dtype=float), cell, hall)
         comp = composition_vector(contents).numpy()
@@ -69,6 +70,8 @@ class ElementPredictor(NetworkRunner):
         second = log_softmax(self.logits(gi, second_pass_tokens(first.argmax(axis=1)), comp), mask)
         second = second[:n_typed]
         if evidence is not None:
+            for i in defer_to_evidence:
+                second[i, 1:] = np.where(np.isfinite(second[i, 1:]), second[i, 1:].max(), second[i, 1:])
             second = log_softmax(second + _evidence_matrix(evidence, second.shape), mask)
         weights = None if weights is None else weights[:n_typed]
         if not contents:
@@ -160,15 +163,18 @@ class NetworkTyper:
         sites, heights = with_map_peaks(atom_sites, map_heights(fft, atom_sites), fft, sym)
         order_z = sym.space_group().order_z()
         weights = asu_weights(sym, [a.xyz for a in atoms])  # the assignment covers the atoms only
-        evidence = None
+        evidence, defer = None, set()
         if self.use_electron_counts and context.electron_estimates is not None:
             from aisolve.core.typing_baseline import BaselineTyper
             evidence = BaselineTyper().log_likelihoods(atoms, context)
+            # the smeared F of a disordered CF3 lie outside what the network learnt (it calls them
+            # C or O, p > 0.9): the counts and the group's shape decide there
+            defer = BaselineTyper().fluorine_shaped(atoms, context)
         pred = self.predictor.predict(sites, heights, sym.unit_cell().parameters(),
                                       sym.space_group().type().hall_symbol(), context.contents, weights, order_z,
                                       evidence, n_typed=len(atoms),
                                       penalty_scale=count_penalty_scale(order_z, context.z),
-                                      candidate_elements=context.candidate_elements)
+                                      candidate_elements=context.candidate_elements, defer_to_evidence=defer)
         for atom, cls, row in zip(atoms, pred.classes, pred.log_probs):
             if cls == 0:
                 # The network removes nothing: its commonest error is a real atom called 'not an
