@@ -144,13 +144,22 @@ def _starting_u(data: PreparedData) -> float:
 
 def _initial_model(f_calc: miller.array, sym: crystal.symmetry, n_expected: int,
                    u0: float) -> xray.structure | None:
-    """Peaks of a phased map as carbon atoms: the expected number, cut where the heights collapse."""
-    peaks = fourier_peaks(f_calc, max_peaks=int(1.5 * n_expected) + 5)
+    """Peaks of a phased map as carbon atoms: the expected number, cut where the heights collapse.
+    Peaks on special positions count as the fraction of an atom they stand for, so a zeolite's
+    framework (most atoms on mirrors and axes) gets all its sites."""
+    peaks = fourier_peaks(f_calc, max_peaks=int(3 * n_expected) + 5)
     if not peaks:
         return None
     top = [p.height for p in peaks[:n_expected]]
     cut = 0.3 * float(np.median(top))
-    chosen = [p for p in peaks if p.height >= cut][: int(math.ceil(1.15 * n_expected))]
+    strong = [p for p in peaks if p.height >= cut]
+    weights = asu_weights(sym, [p.xyz for p in strong])
+    chosen, total = [], 0.0
+    for p, w in zip(strong, weights):
+        if total >= 1.15 * n_expected - 1e-6:
+            break
+        chosen.append(p)
+        total += w
     return structure_from_sites(sym, [p.xyz for p in chosen], ["C"] * len(chosen), u0)
 
 
@@ -596,19 +605,19 @@ def solve(structure: Structure, refl: ReflectionData, options: SolveOptions | No
                         "cell or symmetry may be wrong")
     result = _solve_for_count(structure, data, options, in_use, n_expected, timer, progress)
     if result.figures is not None and not result.solved:
-        # The asymmetric unit can hold more sites than its share of the atoms: atoms on special
-        # positions count a fraction each (zeolites), disorder over a symmetry element doubles sites
-        # (olex2-gui__183: half a molecule on a 2-fold axis, its naphthyl in two orientations). A
-        # model built from the atom count then stays wrong. One more try with more sites.
+        # The asymmetric unit can hold more sites than its share of the atoms: disorder over a
+        # symmetry element doubles sites (olex2-gui__183: half a molecule on a 2-fold axis, its
+        # naphthyl in two orientations), and contents can undercount. A model built from the
+        # atom count then stays wrong. One more try with more sites.
         n_more = int(math.ceil(MORE_SITES_FACTOR * n_expected))
         progress(0.05, f"not solved with {n_expected} sites (R1 {result.figures.r1:.3f}): trying {n_more}")
         more = _solve_for_count(structure, data, options, in_use, n_more, _Timer("more_sites_"), progress)
         timer.stages += more.stages
         if more.figures is not None and more.figures.r1 < MORE_SITES_MAX_R1:
             more.warnings.insert(0, f"solved only with {n_more} sites in the asymmetric unit for the {n_expected} "
-                                    f"non-H atoms expected (R1 {result.figures.r1:.3f} with {n_expected}): atoms on "
-                                    "special positions, disorder (e.g. a molecule across a symmetry element in "
-                                    "two orientations) or contents that undercount; check the model")
+                                    f"non-H atoms expected (R1 {result.figures.r1:.3f} with {n_expected}): disorder "
+                                    "(e.g. a molecule across a symmetry element in two orientations) or contents "
+                                    "that undercount; check the model")
             result = more
         else:
             result.warnings.append(f"a model with {n_more} sites did not do well enough either (R1 "
@@ -655,7 +664,7 @@ def _solve_for_count(structure: Structure, data: PreparedData, options: SolveOpt
         result = timer.run(f"refine_iso_{cycle + 1}", refine, xs, data.fo_sq, 8)
         xs, atoms = _prune(xs, atoms)
         added = timer.run(f"difference_map_{cycle + 1}", _add_from_difference_map, xs, result, data,
-                          n_expected - xs.scatterers().size())
+                          n_expected - round(_site_weight(xs)))
         xs, atoms = timer.run(f"retype_{cycle + 1}", _type_atoms, xs, data, contents, typer, sym, None,
                               structure.z, candidates)
         if added == 0 and cycle > 0:
