@@ -65,6 +65,7 @@ def measure(args) -> dict:
             continue
         ev = evaluate(result.structure, st) if result.solved else None
         row["results"][key] = {"solved": result.solved, "right": ev.n_element_correct if ev else 0,
+                               "r1": round(result.figures.r1, 4) if result.figures else None,
                                "all_right": bool(ev and ev.all_correct), "seconds": time.perf_counter() - t,
                                "mismatches": ev.mismatches[:6] if ev else [], "warnings": result.warnings,
                                "atoms": _atom_records(result.structure, ev) if ev else []}

@@ -632,9 +632,10 @@ def solve(structure: Structure, refl: ReflectionData, options: SolveOptions | No
 
 
 MORE_SITES_FACTOR = 1.5  # sites tried, per non-H atom the contents give, when that count failed
-# A model with more sites than atoms fits more: wrong ones reached R1 0.21-0.24 on simulated test
-# structures (bench/elements_solve.py), right ones 0.02-0.14 (zeolites, olex2-gui__183).
-MORE_SITES_MAX_R1 = 0.20
+# A model with more sites than atoms fits more. On simulated test-split structures
+# (bench/elements_solve.py) the second tries that were right ended at R1 0.03-0.15, the wrong ones
+# (most atoms not found) at 0.18-0.24; the validation split checks the bound (docs/BENCHMARKS.md).
+MORE_SITES_MAX_R1 = 0.16
 
 
 def _solve_for_count(structure: Structure, data: PreparedData, options: SolveOptions, in_use, n_expected: int,

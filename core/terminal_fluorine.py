@@ -17,9 +17,9 @@ import numpy as np
 from aisolve.core.geometry import Contact
 
 BOND_RANGE = (0.9, 1.95)  # A: what counts as a bond between peaks of unknown element
-TERMINAL_BOND = (1.20, 1.38)  # A: C-F and B-F, shortened by libration and disorder
-# A: the other F of a group with two at TERMINAL_BOND (disorder spreads them; C-CH3 is 1.50+)
-GROUP_BOND = (1.20, 1.46)
+FLUORINE_BOND = (1.20, 1.38)  # A: C-F and B-F, shortened by libration and disorder
+# A: the other F of a group with two at FLUORINE_BOND (disorder spreads them; C-CH3 is 1.50+)
+GROUP_BOND_MAX = 1.46
 # deg: between an F and the centre's other bonds (tetrahedral 109.5; C-C-O of carboxylates 117-120)
 MAX_AXIS_ANGLE = 116.0
 MAX_TERMINAL_ANGLE = 118.0  # deg: between two F of a centre with no other bond
@@ -40,13 +40,14 @@ def fluorine_like_terminals(table: list[list[Contact]], sites_cart: np.ndarray, 
         substituents = {c.j for c in row}
         # terminal: bonded to the centre only, apart from its neighbours on the same centre (the F
         # of a disordered CF3 come within 1.9 A of each other, and of extra peaks between them)
-        terminal = [c for c in row if GROUP_BOND[0] <= c.distance <= GROUP_BOND[1]
+        terminal = [c for c in row if FLUORINE_BOND[0] <= c.distance <= GROUP_BOND_MAX
                     and all(d.j == i or d.j in substituents for d in bonded[c.j])]
-        short = [c for c in terminal if c.distance <= TERMINAL_BOND[1]]
+        short = [c for c in terminal if c.distance <= FLUORINE_BOND[1]]
         if len(short) < 2:
             continue
         bond = {id(c): np.asarray(unit_cell.orthogonalize(c.site)) - sites_cart[i] for c in row}
-        others = [c for c in row if c not in terminal]
+        in_group = {id(c) for c in terminal}
+        others = [c for c in row if id(c) not in in_group]
         if others:  # a CF3 or CF2: the F on a cone around the bond(s) to the rest of the molecule
             shaped = all(_angle(bond[id(t)], bond[id(o)]) <= MAX_AXIS_ANGLE for t in short for o in others)
         else:  # BF4-, CF4: tetrahedral angles between the F

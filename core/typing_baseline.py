@@ -12,9 +12,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from aisolve.core.elements import ATOMIC_NUMBER
 import numpy as np
 
+from aisolve.core.elements import ATOMIC_NUMBER
 from aisolve.core.geometry import contacts, covalent_radius, structure_from_sites
 from aisolve.core.model import Atom
 from aisolve.core.stages import TypingContext
