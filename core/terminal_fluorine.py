@@ -8,7 +8,7 @@ In the 1,322 training structures (published models, non-H atoms), 146 of the 150
 of that shape are F; the others are methyls of a badly disordered tert-butyl and an O of a
 disorder group. Carboxylates, the nearest look-alike, have C-C-O angles of 117-120 deg (hence
 the angle bound), gem-diols C-O bonds of 1.38-1.41 A (hence the distance bound). Typing uses the
-shape only where the formula names F (core.typing_baseline, models.element_typer).
+shape only where F is a candidate (core.typing_baseline, models.element_typer).
 """
 from __future__ import annotations
 
