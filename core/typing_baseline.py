@@ -123,20 +123,26 @@ class BaselineTyper:
         """Per atom, the log-likelihood of each candidate element given its electron estimate and
         its bonding environment (candidates: the contents' elements, else the context's candidate
         elements, else all but H and noble gases)."""
+        return self.likelihoods_and_fluorine(atoms, context)[0]
+
+    def likelihoods_and_fluorine(self, atoms: list[Atom], context: TypingContext
+                                 ) -> tuple[list[dict[str, float]], set[int]]:
+        """log_likelihoods, and the atoms shaped like the F of a CF3 group (core.terminal_fluorine)
+        where F is a candidate: those got FLUORINE_SHAPE_BONUS."""
         estimates, candidates, xs, table = self._readings(atoms, context)
         envs = [Environment([(c.distance, c.j) for c in row]) for row in table]
         # metals: atoms whose estimate says Z >= 20 (a provisional, count-free reading)
         metal = [e >= 19.5 and _is_metal_like(e) for e in estimates]
         near_metal = [any(metal[j] and LIGAND_METAL[0] < d < LIGAND_METAL[1] for d, j in env.contacts)
                       and not metal[i] for i, env in enumerate(envs)]
-        fluorine = self._fluorine_shaped(estimates, candidates, xs, table)
-        return [{el: _log_likelihood(est, el, env, nm) + (FLUORINE_SHAPE_BONUS if el == "F" and i in fluorine else 0.0)
-                 for el in candidates}
-                for i, (est, env, nm) in enumerate(zip(estimates, envs, near_metal))]
-
-    def fluorine_shaped(self, atoms: list[Atom], context: TypingContext) -> set[int]:
-        """Atoms shaped like the F of a CF3 group (core.terminal_fluorine), where F is a candidate."""
-        return self._fluorine_shaped(*self._readings(atoms, context))
+        fluorine = set()
+        if "F" in candidates:
+            fluorine = fluorine_like_terminals(table, np.array(xs.sites_cart()), xs.unit_cell(),
+                                               [e < LIGHT_CENTRE_MAX_ELECTRONS for e in estimates])
+        scores = [{el: _log_likelihood(est, el, env, nm) + (FLUORINE_SHAPE_BONUS if el == "F" and i in fluorine else 0.0)
+                   for el in candidates}
+                  for i, (est, env, nm) in enumerate(zip(estimates, envs, near_metal))]
+        return scores, fluorine
 
     def _readings(self, atoms: list[Atom], context: TypingContext):
         """Calibrated electron estimates, candidate elements, the atoms as a structure, their contacts."""
@@ -152,13 +158,6 @@ class BaselineTyper:
             candidates = list(context.candidate_elements) or [el for el in ATOMIC_NUMBER if el not in NOBLE_AND_H]
         xs = structure_from_sites(context.symmetry, [a.xyz for a in atoms], ["C"] * len(atoms))
         return estimates, candidates, xs, contacts(xs, cutoff=LIGAND_METAL[1])
-
-    @staticmethod
-    def _fluorine_shaped(estimates, candidates, xs, table) -> set[int]:
-        if "F" not in candidates:
-            return set()
-        return fluorine_like_terminals(table, np.array(xs.sites_cart()), xs.unit_cell(),
-                                       [e < LIGHT_CENTRE_MAX_ELECTRONS for e in estimates])
 
     @staticmethod
     def _calibrated(estimates: list[float], expected: dict[str, int]) -> list[float]:

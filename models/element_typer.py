@@ -166,10 +166,9 @@ class NetworkTyper:
         evidence, defer = None, set()
         if self.use_electron_counts and context.electron_estimates is not None:
             from aisolve.core.typing_baseline import BaselineTyper
-            evidence = BaselineTyper().log_likelihoods(atoms, context)
             # the smeared F of a disordered CF3 lie outside what the network learnt (it calls them
             # C or O, p > 0.9): the counts and the group's shape decide there
-            defer = BaselineTyper().fluorine_shaped(atoms, context)
+            evidence, defer = BaselineTyper().likelihoods_and_fluorine(atoms, context)
         pred = self.predictor.predict(sites, heights, sym.unit_cell().parameters(),
                                       sym.space_group().type().hall_symbol(), context.contents, weights, order_z,
                                       evidence, n_typed=len(atoms),
@@ -201,8 +200,4 @@ CONFIDENCE_TEMPERATURE = 2.5
 
 def reported_log_probs(row: np.ndarray) -> np.ndarray:
     """The log-probabilities reported to the user: tempered (CONFIDENCE_TEMPERATURE), renormalised."""
-    finite = np.isfinite(row)
-    out = np.full(row.shape, -np.inf)
-    t = row[finite] / CONFIDENCE_TEMPERATURE
-    out[finite] = t - (t.max() + np.log(np.exp(t - t.max()).sum()))
-    return out
+    return log_softmax(row[None] / CONFIDENCE_TEMPERATURE, np.isfinite(row)[None])[0]
