@@ -44,6 +44,7 @@ def weights_present(weights_dir: Path = WEIGHTS_DIR) -> bool:
 class Prediction:
     classes: list[int]  # per peak: 0 (not an atom) or Z
     log_probs: np.ndarray  # (n, N_CLASSES), second pass, restricted to the allowed classes
+    as_atoms: list[int] | None = None  # per peak: its Z if it must be an atom (None: argmax of the elements)
 
 
 class ElementPredictor(NetworkRunner):
@@ -81,9 +82,33 @@ class ElementPredictor(NetworkRunner):
         if not expected:
             return Prediction([int(c) for c in second.argmax(axis=1)], second)
         table = [{**{el: row[ATOMIC_NUMBER[el]] for el in expected}, NOT_AN_ATOM: row[0]} for row in second]
-        labels = constrained_assignment(table, expected, weights or [1.0] * len(table), free=(NOT_AN_ATOM,),
+        weights = weights or [1.0] * len(table)
+        labels = constrained_assignment(table, expected, weights, free=(NOT_AN_ATOM,),
                                         surplus_to_lightest=False, penalty_scale=penalty_scale)
-        return Prediction([0 if el == NOT_AN_ATOM else ATOMIC_NUMBER[el] for el in labels], second)
+        classes = [0 if el == NOT_AN_ATOM else ATOMIC_NUMBER[el] for el in labels]
+        return Prediction(classes, second, _as_atoms(classes, table, expected, weights, penalty_scale))
+
+
+def _as_atoms(classes: list[int], table: list[dict[str, float]], expected: dict[str, float],
+               weights: list[float], penalty_scale: float) -> list[int]:
+    """The element of each peak called 'not an atom' if it is one after all: the counts the atoms
+    left short are filled first, any surplus goes by likelihood. (PbSe, rock salt: the Se site,
+    1/48 of an atom, came out 'not an atom'; its plain argmax, Pb, put two Pb in the model.)"""
+    out = list(classes)
+    rest = [i for i, c in enumerate(classes) if c == 0]
+    if not rest:
+        return out
+    left = dict(expected)
+    for c, w in zip(classes, weights):
+        if c:
+            left[SYMBOLS[c - 1]] = left.get(SYMBOLS[c - 1], 0.0) - w
+    left = {el: max(n, 0.0) for el, n in left.items()}
+    labels = constrained_assignment([{el: table[i][el] for el in expected} for i in rest], left,
+                                    [weights[i] for i in rest], surplus_to_lightest=False,
+                                    penalty_scale=penalty_scale)
+    for i, el in zip(rest, labels):
+        out[i] = ATOMIC_NUMBER[el]
+    return out
 
 
 def _evidence_matrix(evidence: list[dict[str, float]], shape) -> np.ndarray:
@@ -174,13 +199,13 @@ class NetworkTyper:
                                       evidence, n_typed=len(atoms),
                                       penalty_scale=count_penalty_scale(order_z, context.z),
                                       candidate_elements=context.candidate_elements, defer_to_evidence=defer)
-        for atom, cls, row in zip(atoms, pred.classes, pred.log_probs):
+        for i, (atom, cls, row) in enumerate(zip(atoms, pred.classes, pred.log_probs)):
             if cls == 0:
                 # The network removes nothing: its commonest error is a real atom called 'not an
                 # atom' (synthetic validation; on real data, with removals at p >= 0.8, four entries
                 # lost atoms for good). Refinement judges a spurious site (_prune); the probability
-                # stays in element_probabilities.
-                cls = int(np.argmax(row[1:])) + 1
+                # stays in element_probabilities. Its element fills the counts the others left short.
+                cls = pred.as_atoms[i] if pred.as_atoms else int(np.argmax(row[1:])) + 1
             probs = {(NO_ATOM if k == 0 else SYMBOLS[k - 1]): math.exp(v)
                      for k, v in enumerate(reported_log_probs(row)) if np.isfinite(v)}
             atom.element = NOT_AN_ATOM if cls == 0 else SYMBOLS[cls - 1]

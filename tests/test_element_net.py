@@ -85,6 +85,21 @@ def test_constrained_decoder_honours_counts():
     assert labels == ["O", "O", "N", NOT_AN_ATOM]
 
 
+def test_a_peak_called_not_an_atom_kept_as_one_fills_the_missing_element():
+    """Rock salt PbSe in Fm-3m (Z = 4): Pb and Se each on a site of weight 1/48. The Se peak is called
+    'not an atom'; kept as an atom, it takes the Se the contents still lack, not its argmax Pb."""
+    from aisolve.core.typing_baseline import count_penalty_scale
+    from aisolve.models.element_typer import _as_atoms
+    table = [{"Pb": -0.01, "Se": -5.0, NOT_AN_ATOM: -8.0}, {"Pb": -1.0, "Se": -2.0, NOT_AN_ATOM: -0.5}]
+    expected, weights = {"Pb": 1 / 48, "Se": 1 / 48}, [1 / 48, 1 / 48]
+    labels = constrained_assignment(table, expected, weights, free=(NOT_AN_ATOM,), surplus_to_lightest=False)
+    assert labels == ["Pb", NOT_AN_ATOM]
+    assert _as_atoms([82, 0], table, expected, weights, count_penalty_scale(192, 4.0)) == [82, 34]
+    # Nothing left short: a surplus peak goes by likelihood.
+    assert _as_atoms([82, 34, 0], table + [{"Pb": -0.2, "Se": -3.0, NOT_AN_ATOM: -0.1}], expected,
+                     weights + [1 / 48], count_penalty_scale(192, 4.0)) == [82, 34, 82]
+
+
 def test_count_deviations_of_a_fraction_of_a_formula_unit_cost_whole_atoms():
     """Urea in P-42_1m (Z = 2, 8 operations): C and O on 2mm (weight 1/4), N on a mirror (1/2).
     The C site looks more like N (log ratio 4.9); a quarter-weight deviation priced per asymmetric
