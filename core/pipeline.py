@@ -31,6 +31,7 @@ from aisolve.core.refine import (Figures, RefinementDiverged, RefinementResult, 
 from aisolve.core.stages import (NO_ATOM, NOT_AN_ATOM, AtomTyper, HydrogenCounter, Phaser, PhasingResult, Progress,
                                  TypingContext, confidence_given_atom, no_progress)
 from aisolve.core.typing_baseline import BaselineTyper, asu_weights, expected_per_asu
+from aisolve.core.wyckoff_search import integer_counts, refined_candidates, site_probabilities
 
 UNSOLVED_R1 = 0.25  # above this after refinement the structure is reported as not solved
 VOLUME_PER_NON_H = 18.0  # A^3, for the atom count when the formula is unknown
@@ -56,6 +57,7 @@ class SolveOptions:
     element_swaps: bool = True  # C/N/O swap test with riding H (with cell contents)
     h_counter: HydrogenCounter | None = None  # H counts per atom (a network); None: the geometry rules
     seed: int = 0
+    wyckoff_search: bool = True  # a few atoms, whole counts per cell, no good model: try Wyckoff positions
 
 
 @dataclass
@@ -604,6 +606,16 @@ def solve(structure: Structure, refl: ReflectionData, options: SolveOptions | No
         warnings.append(f"the data merge poorly in {sym.space_group_info()} (R_int {data.r_int:.2f}): "
                         "cell or symmetry may be wrong")
     result = _solve_for_count(structure, data, options, in_use, n_expected, timer, progress)
+    if options.wyckoff_search and in_use.contents and (result.figures is None or result.figures.r1 > WYCKOFF_TRY_R1):
+        wyckoff_timer = _Timer("wyckoff_")
+        wyckoff = _solve_by_wyckoff(structure, data, options, in_use, result, wyckoff_timer, progress)
+        timer.stages += wyckoff_timer.stages
+        if wyckoff is not None:
+            before = f"R1 {result.figures.r1:.3f}" if result.figures is not None else "no model"
+            wyckoff.warnings.insert(0, f"solved by a search over Wyckoff positions (R1 {wyckoff.figures.r1:.3f}; "
+                                       f"charge flipping and peak picking: {before}); each atom's confidence "
+                                       "weighs the other arrangements tried")
+            result = wyckoff
     if result.figures is not None and not result.solved:
         # The asymmetric unit can hold more sites than its share of the atoms: disorder over a
         # symmetry element doubles sites (olex2-gui__183: half a molecule on a 2-fold axis, its
@@ -629,6 +641,37 @@ def solve(structure: Structure, refl: ReflectionData, options: SolveOptions | No
     if result.figures is not None:
         progress(1.0, f"done: R1 {result.figures.r1:.4f}")
     return result
+
+
+# Above this R1 a structure of a few atoms is searched for over Wyckoff positions too; the search
+# is kept if it refines below UNSOLVED_R1 and below WYCKOFF_GAIN times the first model's R1.
+WYCKOFF_TRY_R1 = 0.05
+WYCKOFF_GAIN = 0.9
+
+
+def _solve_by_wyckoff(structure: Structure, data: PreparedData, options: SolveOptions, in_use,
+                      first: SolveResult, timer: _Timer, progress: Progress) -> SolveResult | None:
+    """The structure from the best arrangement of the contents over Wyckoff positions
+    (core.wyckoff_search), finished as any model; None if no arrangement beats `first`."""
+    counts = integer_counts(in_use.contents)
+    if counts is None:
+        return None
+    progress(0.5, "search over Wyckoff positions")
+    ranked = timer.run("search", refined_candidates, structure.symmetry, counts, data.f_obs, data.fo_sq,
+                       data.wilson_b, _starting_u(data))
+    current = first.figures.r1 if first.figures is not None else math.inf
+    if not ranked or ranked[0].r1 >= min(UNSOLVED_R1, WYCKOFF_GAIN * current):
+        return None
+    best = ranked[0]
+    atoms = [Atom(label=sc.label, element=sc.scattering_type, xyz=tuple(sc.site), uiso=sc.u_iso,
+                  element_probabilities=probs, confidence=confidence_given_atom(probs, sc.scattering_type))
+             for sc, probs in zip(best.xs.scatterers(), site_probabilities(ranked))]
+    where = ", ".join(f"{el} {letter}" for el, letter in zip(best.candidate.elements, best.candidate.letters))
+    f_calc = data.f_obs.structure_factors_from_scatterers(best.xs, algorithm="direct").f_calc()
+    phasing = PhasingResult("Wyckoff-position search", f_calc, notes=[
+        f"{len(ranked)} distinct arrangements refined; best {where} (R1 {best.r1:.3f})"
+        + (f", next R1 {ranked[1].r1:.3f}" if len(ranked) > 1 else "")])
+    return _finish(structure, best.xs, atoms, data, options, in_use, phasing, [], timer, progress)
 
 
 MORE_SITES_FACTOR = 1.5  # sites tried, per non-H atom the contents give, when that count failed
@@ -670,7 +713,14 @@ def _solve_for_count(structure: Structure, data: PreparedData, options: SolveOpt
                               structure.z, candidates)
         if added == 0 and cycle > 0:
             break
+    return _finish(structure, xs, atoms, data, options, in_use, phasing, warnings, timer, progress)
 
+
+def _finish(structure: Structure, xs: xray.structure, atoms: list[Atom], data: PreparedData, options: SolveOptions,
+            in_use, phasing: PhasingResult, warnings: list[str], timer: _Timer, progress: Progress) -> SolveResult:
+    """From a typed model of the non-H atoms: anisotropic refinement, element swaps, riding H,
+    weighting, the final model and figures."""
+    contents, formula_used = in_use.contents, bool(in_use.contents)
     aniso = data.d_min < 1.2 and data.fo_sq.size() > 8 * 9 * xs.scatterers().size()
     progress(0.75, "anisotropic refinement" if aniso else "isotropic refinement")
     xs, result, aniso = _refine_heavy(xs, data, options.refine_cycles, aniso, timer, warnings)
