@@ -27,7 +27,8 @@ GRID_STEP = 0.25  # A, spacing of the free-coordinate grid
 MIN_CONTACT = 1.1  # A, closest approach of two atoms (shorter: the arrangement is impossible)
 MAX_REFLECTIONS = 600  # the lowest-resolution ones score; tiny cells rarely have more
 MAX_ARRANGEMENTS = 5000
-TIME_BUDGET = 60.0  # s for scoring; what is scored by then is ranked
+MAX_GRID = 250_000  # grid points of one position
+TIME_BUDGET = 30.0  # s for scoring; what is scored by then is ranked
 # Candidates weigh exp(-(R1 - best R1) / R1_SCALE) in the per-site element probabilities: on
 # simulated data the right arrangement refined 0.03-0.07 below the next distinct one (PbFCl, CdI2).
 R1_SCALE = 0.01
@@ -38,10 +39,10 @@ class Position:
     letter: str
     multiplicity: int
     n_free: int
-    grid: np.ndarray  # (G, 3) fractional sites covering the position (G = 1 without free coordinates)
+    grid: np.ndarray | None  # (G, 3) sites covering the position (G = 1 without free coordinates)
 
     def varies(self, axis: int) -> bool:
-        return bool(np.ptp(self.grid[:, axis]) > 0)
+        return self.grid is not None and bool(np.ptp(self.grid[:, axis]) > 0)
 
 
 @dataclass
@@ -65,21 +66,27 @@ def integer_counts(contents: dict[str, float], tolerance: float = 0.05) -> dict[
 
 
 def positions(sym: crystal.symmetry, step: float = GRID_STEP) -> list[Position]:
-    """The Wyckoff positions of the space group, each with a grid over its free coordinates."""
+    """The Wyckoff positions of the space group, each with a grid over its free coordinates; a
+    position with more free coordinates than a search can use gets no grid (None)."""
     sgi = sym.space_group_info()
     table = sgi.wyckoff_table()
     uc, group = sym.unit_cell(), sgi.group()
     n_grid = max(4, int(math.ceil(max(uc.parameters()[:3]) / step)))
+    usable = MAX_FREE + len(polar_axes(sym))
     out = []
     for i in range(table.size()):
         wp = table.position(i)
         site = wp.special_op() * (0.1234, 0.2345, 0.3456)
         constraints = sgtbx.site_symmetry(uc, group, site, 1e-3, True).site_constraints()
         k = constraints.n_independent_params()
-        axes = [np.arange(n_grid) / n_grid] * k
-        grid = np.array([constraints.all_params(tuple(p)) for p in itertools.product(*axes)]) if k else \
-            np.array([constraints.all_params(())])
-        out.append(Position(wp.letter(), wp.multiplicity(), k, grid.reshape(-1, 3)))
+        grid = None
+        if k <= usable and n_grid ** k <= MAX_GRID:
+            # the free coordinates map linearly onto the site
+            origin = np.array(constraints.all_params(tuple([0.0] * k)))
+            axes = np.array([constraints.all_params(tuple(np.eye(k)[j])) for j in range(k)]).reshape(k, 3) - origin
+            free = np.array(list(itertools.product(np.arange(n_grid) / n_grid, repeat=k))) if k else np.zeros((1, 0))
+            grid = origin + free @ axes
+        out.append(Position(wp.letter(), wp.multiplicity(), k, grid))
     return out
 
 
@@ -106,32 +113,40 @@ def arrangements(counts: dict[str, int], table: list[Position], max_sites: int =
     """Every way to put the counts on Wyckoff positions: lists of (element, position index).
     A position without free coordinates holds one atom of one element; others may repeat. Free
     coordinates along a polar axis (`polar`) count one fewer: the origin fixes one."""
+    usable = [i for i, p in enumerate(table) if p.grid is not None]
+
     def for_element(n: int, start: int, sites_left: int) -> list[list[int]]:
         if n == 0:
             return [[]]
         if sites_left == 0:
             return []
         found = []
-        for i in range(start, len(table)):
-            m = table[i].multiplicity
-            if m > n:
-                continue
-            nxt = i if table[i].n_free else i + 1
-            found += [[i] + rest for rest in for_element(n - m, nxt, sites_left - 1)]
+        for k in range(start, len(usable)):
+            i = usable[k]
+            if table[i].multiplicity <= n:
+                nxt = k if table[i].n_free else k + 1
+                found += [[i] + rest for rest in for_element(n - table[i].multiplicity, nxt, sites_left - 1)]
         return found
 
-    per_element = {el: for_element(n, 0, max_sites) for el, n in sorted(counts.items())}
-    out = []
-    for combo in itertools.product(*per_element.values()):
-        flat = [(el, i) for el, idx in zip(per_element, combo) for i in idx]
-        fixed = [i for _, i in flat if table[i].n_free == 0]
-        n_free = sum(table[i].n_free for _, i in flat)
-        n_free -= sum(any(table[i].varies(axis) for _, i in flat) for axis in polar)
-        if len(flat) > max_sites or len(fixed) != len(set(fixed)) or n_free > max_free:
-            continue
-        out.append(flat)
+    elements = sorted(counts)
+    out: list[list[tuple[str, int]]] = []
+
+    def place(e: int, acc: list[tuple[str, int]]) -> None:
         if len(out) >= MAX_ARRANGEMENTS:
-            break
+            return
+        n_free = sum(table[i].n_free for _, i in acc)
+        if e == len(elements):
+            n_free -= sum(any(table[i].varies(axis) for _, i in acc) for axis in polar)
+            if n_free <= max_free:
+                out.append(acc)
+            return
+        used = {i for _, i in acc if table[i].n_free == 0}
+        for combo in for_element(counts[elements[e]], 0, max_sites - len(acc)):
+            fixed = [i for i in combo if table[i].n_free == 0]
+            if used.isdisjoint(fixed) and n_free + sum(table[i].n_free for i in combo) <= max_free + len(polar):
+                place(e + 1, acc + [(elements[e], i) for i in combo])
+
+    place(0, [])
     return out
 
 
