@@ -195,17 +195,17 @@ class _Scorer:
 
     def shortest(self, a: np.ndarray, b_images: np.ndarray) -> np.ndarray:
         """(Ga, Gb) shortest distance from points a to any image of points b (nearest lattice copy)."""
-        diff = b_images[None, :, :, :] - a[:, None, None, :]
-        diff -= np.round(diff)
-        cart = np.einsum("cd,abod->aboc", self.orth, diff)
-        return np.sqrt((cart ** 2).sum(axis=-1)).min(axis=2)
+        return self.lengths(b_images[None, :, :, :] - a[:, None, None, :]).min(axis=2)
+
+    def lengths(self, diff: np.ndarray) -> np.ndarray:
+        """Lengths (A) of fractional differences (..., 3), each to its nearest lattice copy."""
+        diff = diff - np.round(diff)
+        return np.sqrt((np.einsum("cd,...d->...c", self.orth, diff) ** 2).sum(axis=-1))
 
     def clean_points(self, grid: np.ndarray, multiplicity: int) -> np.ndarray:
         """Grid points whose orbit has the position's multiplicity and no two images in contact."""
         imgs = self.images(grid)
-        diff = imgs - grid[:, None, :]
-        diff -= np.round(diff)
-        dist = np.sqrt((np.einsum("cd,god->goc", self.orth, diff) ** 2).sum(axis=-1))
+        dist = self.lengths(imgs - grid[:, None, :])
         n_ops = imgs.shape[1]
         same = (dist < 0.05).sum(axis=1) == n_ops // multiplicity
         apart = ((dist < 0.05) | (dist >= MIN_CONTACT)).all(axis=1)
@@ -237,10 +237,7 @@ class _Scorer:
             idx = [np.newaxis] * len(grids) + [slice(None)]
             idx[k] = slice(None)
             total = total + sm[tuple(idx)]
-        amp = np.abs(total).reshape(-1, total.shape[-1])
-        fo = self.f_obs
-        k = (amp @ fo) / np.maximum((amp ** 2).sum(axis=1), 1e-12)
-        r = np.abs(fo[None] - k[:, None] * amp).sum(axis=1) / fo.sum()
+        r = _r_factor(self.f_obs, np.abs(total).reshape(-1, total.shape[-1]))
         r[~valid.reshape(-1)] = np.inf
         j = int(np.argmin(r))
         point = np.unravel_index(j, shape)
@@ -295,7 +292,7 @@ def refined_candidates(sym: crystal.symmetry, counts: dict[str, int], f_obs: mil
         if not math.isfinite(r1):
             continue
         amp = np.abs(np.array(fo_sq.structure_factors_from_scatterers(xs, algorithm="direct").f_calc().data()))
-        if not any(_r_between(amp, seen) < SAME_AMPLITUDES for _, seen in out):
+        if not any(_r_factor(amp, seen) < SAME_AMPLITUDES for _, seen in out):
             out.append((Refined(c, xs, r1), amp))
     return sorted((o for o, _ in out), key=lambda o: o.r1)
 
@@ -303,9 +300,13 @@ def refined_candidates(sym: crystal.symmetry, counts: dict[str, int], f_obs: mil
 SAME_AMPLITUDES = 0.02  # R between two models' |F| below which they are one structure
 
 
-def _r_between(a: np.ndarray, b: np.ndarray) -> float:
-    k = (a @ b) / max(b @ b, 1e-12)
-    return float(np.abs(a - k * b).sum() / max(a.sum(), 1e-12))
+def _r_factor(observed: np.ndarray, calc: np.ndarray):
+    """R of `calc` against `observed` amplitudes with a least-squares scale: a float for one
+    model (1-D), an array for one model per row (2-D)."""
+    rows = np.atleast_2d(calc)
+    k = (rows @ observed) / np.maximum((rows ** 2).sum(axis=1), 1e-12)
+    r = np.abs(observed[None] - k[:, None] * rows).sum(axis=1) / max(observed.sum(), 1e-12)
+    return r if calc.ndim == 2 else float(r[0])
 
 
 def site_probabilities(ranked: list[Refined], tolerance: float = 0.5) -> list[dict[str, float]]:
@@ -313,16 +314,14 @@ def site_probabilities(ranked: list[Refined], tolerance: float = 0.5) -> list[di
     (R1_SCALE); a candidate with no atom within `tolerance` A of the site votes NO_ATOM."""
     best = ranked[0]
     weights = [math.exp(-(o.r1 - best.r1) / R1_SCALE) for o in ranked]
+    orbits = [[(sgtbx.sym_equiv_sites(o.xs.unit_cell(), o.xs.space_group(), sc.site), sc.scattering_type)
+               for sc in o.xs.scatterers()] for o in ranked]
     out = []
     for sc in best.xs.scatterers():
         votes: dict[str, float] = {}
-        for o, w in zip(ranked, weights):
-            el = NO_ATOM
-            for other in o.xs.scatterers():
-                equiv = sgtbx.sym_equiv_sites(o.xs.unit_cell(), o.xs.space_group(), other.site)
-                if sgtbx.min_sym_equiv_distance_info(equiv, sc.site).dist() < tolerance:
-                    el = other.scattering_type
-                    break
+        for candidate_orbits, w in zip(orbits, weights):
+            el = next((el for equiv, el in candidate_orbits
+                       if sgtbx.min_sym_equiv_distance_info(equiv, sc.site).dist() < tolerance), NO_ATOM)
             votes[el] = votes.get(el, 0.0) + w
         total = sum(votes.values())
         out.append({el: v / total for el, v in votes.items()})
