@@ -11,11 +11,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import scipy.fft
-from cctbx import maptbx, miller, sgtbx
+from cctbx import miller
 from cctbx.array_family import flex
 
 from aisolve.core.model import miller_indices_array
+from aisolve.core.p1_grid import P1HalfGrid
 
 
 class DensityMap:
@@ -73,10 +73,8 @@ class NumpyFlippingIterator:
     def __next__(self) -> "NumpyFlippingIterator":
         rho = self.rho_map.rho
         np.negative(rho, out=rho, where=rho < self.delta)
-        g = scipy.fft.rfftn(rho).reshape(-1)
-        self.f_000 = float(g[0].real) * self._fft_scale
-        gv = np.take(g, self._linear)
-        gv[self._mate] = np.conj(gv[self._mate])
+        gv, g0 = self._grid.analyse(rho)
+        self.f_000 = float(g0.real) * self._fft_scale
         cut = self._cut
         fc = np.empty_like(gv)
         fc[:cut] = gv[:cut] * (self._weak_turn * self._fft_scale)
@@ -110,34 +108,14 @@ class NumpyFlippingIterator:
 
     # --- grid bookkeeping -------------------------------------------------------------------------
     def _setup_grid(self, f_obs: miller.array) -> None:
-        # smtbx's gridding, so that maps and delta mean the same as with its iterator
-        gridding = maptbx.crystal_gridding(
-            unit_cell=f_obs.unit_cell(), space_group_info=sgtbx.space_group_info("P1"), d_min=f_obs.d_min(),
-            resolution_factor=1 / 2, symmetry_flags=maptbx.use_space_group_symmetry)
-        self._n_real = tuple(int(n) for n in gridding.n_real())
-        n0, n1, n2 = self._n_real
-        self._half = (n0, n1, n2 // 2 + 1)
+        self._grid = P1HalfGrid(f_obs.unit_cell(), miller_indices_array(self._set.indices()), f_obs.d_min(),
+                                resolution_factor=1 / 2)
         volume = f_obs.unit_cell().volume()
-        n_points = n0 * n1 * n2
+        n_points = math.prod(self._grid.n_real)
         self._fft_scale = volume / n_points
         self._map_scale = n_points / volume
-        # the half grid holds l >= 0: a reflection with l < 0 is stored as its Friedel mate
-        hkl = miller_indices_array(self._set.indices())
-        self._mate = hkl[:, 2] < 0
-        hkl[self._mate] *= -1
-        self._linear = ((hkl[:, 0] % n0) * n1 + hkl[:, 1] % n1) * self._half[2] + hkl[:, 2]
-        # the l = 0 plane must also hold each reflection's mate for a real map
-        self._plane = np.flatnonzero(hkl[:, 2] == 0)
-        plane = hkl[self._plane]
-        self._plane_mates = ((-plane[:, 0] % n0) * n1 + (-plane[:, 1]) % n1) * self._half[2]
 
     def _synthesise(self) -> None:
-        g = np.zeros(self._half, dtype=np.complex128).reshape(-1)
-        values = self._fc.copy()
-        values[self._mate] = np.conj(values[self._mate])
-        g[self._linear] = values
-        g[self._plane_mates] = np.conj(values[self._plane])
-        g[0] = self.f_000
-        rho = scipy.fft.irfftn(g.reshape(self._half), s=self._n_real, overwrite_x=True)
+        rho = self._grid.synthesise(self._fc, self.f_000)
         rho *= self._map_scale
         self.rho_map = DensityMap(rho)

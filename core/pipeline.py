@@ -18,6 +18,7 @@ from smtbx.refinement.constraints.geometrical import all as geometrical
 
 from aisolve.core.contents import contents_in_use
 from aisolve.core.data_prep import PreparedData, prepare
+from aisolve.core.dual_space import DualSpacePhaser
 from aisolve.core.elements import ATOMIC_NUMBER
 from aisolve.core.errors import InputError
 from aisolve.core.geometry import bonds, structure_from_sites
@@ -213,31 +214,34 @@ def _best_candidate(phasing: PhasingResult, data: PreparedData, sym: crystal.sym
             best, best_map, best_r1, best_fom = _heavy_start(xs, contents, sym), f_calc, r1, fom
     if best is None:
         return None, None, math.inf, "no candidate map had peaks"
-    return best, best_map, best_r1, (f"{tried} candidate maps compared; chosen: skewness {best_fom:.2f}, "
+    figure = "CC(E^2)" if phasing.route == DualSpacePhaser.name else "skewness"
+    return best, best_map, best_r1, (f"{tried} candidate maps compared; chosen: {figure} {best_fom:.2f}, "
                                      f"quick-refinement R1 {best_r1:.3f}")
 
 
-QUICK_R1_RETRY = 0.20  # a chosen candidate worse than this: charge flipping gets fresh starts
-PHASING_ROUNDS = 3
+QUICK_R1_RETRY = 0.20  # a chosen candidate worse than this: more phasing rounds
 
 
 def _phase_and_choose(data: PreparedData, sym: crystal.symmetry, contents: dict[str, float], n_expected: int,
                       options: SolveOptions, timer: _Timer, progress: Progress):
     """Phasing and the truth-free candidate choice; with the default charge flipping (or a phaser
-    that falls back to it), rounds of charge flipping with fresh random starts follow while the
-    best candidate's quick-refinement R1 stays poor and time is left. Charge flipping's trajectory
-    hangs on tiny differences (the same data in float32 or float64 can phase right or wrong), so a
-    poor choice is more often bad luck than bad data."""
+    that falls back to it), more rounds follow while the best candidate's quick-refinement R1
+    stays poor and time is left: charge flipping with fresh random starts (half the time left),
+    then dual space. Charge flipping's trajectory hangs on tiny differences (the same data in float32
+    or float64 can phase right or wrong), so a poor choice is often bad luck; but some packings
+    (flat molecules in layers) stall it on every start, and dual space's atomicity gets through."""
     start = time.monotonic()
     phaser = options.phaser or ChargeFlippingPhaser(seed=options.seed)
     fallback = options.phaser is None or getattr(options.phaser, "falls_back_to_flipping", False)
     u0 = _starting_u(data)
     phasing, phaser = timer.run("phasing", run_phaser, phaser, data, sym, options.phasing_time, options.seed,
                                 lambda f, m: progress(0.05 + 0.35 * f, m))
-    # the seeds of the charge-flipping rounds after the first phasing
-    flip_seeds = [options.seed + 1000 * r for r in range(2, PHASING_ROUNDS + 1)]
+    # the rounds after the first phasing: charge flipping with a fresh seed (half the time left),
+    # then dual space
+    rounds = [(ChargeFlippingPhaser(seed=options.seed + 2000), "charge flipping", 0.5),
+              (DualSpacePhaser(n_expected, seed=options.seed), "dual-space phasing", 1.0)]
     if not isinstance(phaser, ChargeFlippingPhaser):
-        flip_seeds = [options.seed] + flip_seeds
+        rounds.insert(0, (ChargeFlippingPhaser(seed=options.seed), "charge flipping", 0.5))
     xs, chosen_map, quick_r1, choice = None, None, math.inf, "no candidate"
     if phasing.solved:
         progress(0.42, "peak search")
@@ -245,15 +249,15 @@ def _phase_and_choose(data: PreparedData, sym: crystal.symmetry, contents: dict[
                                                      contents, n_expected, u0)
     elif not fallback:
         return phasing, None, None
-    for round_, seed in enumerate(flip_seeds, start=2):
+    for round_, (round_phaser, what, share) in enumerate(rounds, start=2):
         left = options.phasing_time - (time.monotonic() - start)
         if not fallback or quick_r1 <= QUICK_R1_RETRY or left < 5.0:
             break
-        progress(0.42, f"charge flipping, round {round_}" + (f" (best quick-refinement R1 {quick_r1:.3f})"
-                                                            if xs is not None else ""))
-        more = timer.run(f"phasing_{round_}", ChargeFlippingPhaser(seed=seed).phase, data, sym, left)
-        note = (f"round {round_}: charge flipping" + (f"; the best candidate so far had quick-refinement R1 "
-                                                       f"{quick_r1:.3f}" if xs is not None else ""))
+        progress(0.42, f"{what}, round {round_}" + (f" (best quick-refinement R1 {quick_r1:.3f})"
+                                                    if xs is not None else ""))
+        more = timer.run(f"phasing_{round_}", round_phaser.phase, data, sym, share * left)
+        note = (f"round {round_}: {what}" + (f"; the best candidate so far had quick-refinement R1 "
+                                             f"{quick_r1:.3f}" if xs is not None else ""))
         if more.solved:
             xs2, map2, r1_2, choice2 = timer.run(f"candidate_choice_{round_}", _best_candidate, more, data, sym,
                                                  contents, n_expected, u0)

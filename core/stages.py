@@ -23,7 +23,7 @@ def no_progress(_fraction: float, _message: str) -> None:
 @dataclass
 class PhasingTrial:
     seed: int
-    figure_of_merit: float  # truth-free: map skewness with the trial's phases
+    figure_of_merit: float  # truth-free: map skewness with the trial's phases (dual space: CC of E^2)
     cc: float | None = None  # smtbx symmetry-search correlation of the trial
     iterations: int = 0
 

@@ -245,7 +245,7 @@ def test_element_swap_with_riding_h_undoes_a_c_n_mix_up(cod_model, wrong_confide
 
 def test_unlucky_charge_flipping_gets_fresh_starts(tmp_path):
     """ZZULI2's reflections in a float32 MTZ once sent charge flipping down a wrong path (R1 0.25):
-    a poor best candidate now triggers more rounds with fresh random starts."""
+    a poor best candidate now triggers more rounds (charge flipping afresh, then dual space)."""
     if REAL is None or not (REAL / "olex2-gui__ZZULI2").is_dir():
         pytest.skip("shared real data absent")
     from aisolve.core.loaders import load_reflections, load_structure
