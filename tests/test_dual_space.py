@@ -56,3 +56,16 @@ def test_dual_space_phases_build_a_model_that_refines():
     assert ccs == sorted(ccs, reverse=True) and ccs[0] == max(t.figure_of_merit for t in result.trials)
     _, _, quick_r1, _ = _best_candidate(result, data, sym, model.cell_contents, n_asu, _starting_u(data))
     assert quick_r1 < 0.15
+
+
+def test_the_search_stops_when_its_best_solution_is_found_again():
+    """Four trials at the top CC, clear of the bulk (a solution) or being the bulk (an easy
+    structure), end the search; a best CC found only once or a crowded top of the bulk does not."""
+    phaser = DualSpacePhaser(10)
+    bulk = [0.65, 0.67, 0.66, 0.68, 0.64, 0.66, 0.67, 0.65]
+    assert phaser._found_again(bulk + [0.80, 0.795, 0.79, 0.798])
+    assert not phaser._found_again(bulk + [0.80, 0.795, 0.79])  # three only
+    assert not phaser._found_again(bulk + [0.80])
+    assert not phaser._found_again([0.70, 0.695, 0.698, 0.692] + bulk)  # the top of the bulk
+    assert phaser._found_again([0.90] * 7 + [0.60, 0.895])  # most trials end at one solution
+    assert not phaser._found_again([0.80] * 4)  # too few trials to judge
