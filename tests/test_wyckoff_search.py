@@ -8,8 +8,8 @@ from cctbx import sgtbx
 
 from aisolve.core.data_prep import prepare
 from aisolve.core.evaluate import evaluate
-from aisolve.core.phasing import ChargeFlippingPhaser
 from aisolve.core.model import Atom, Structure
+from aisolve.core.phasing import ChargeFlippingPhaser
 from aisolve.core.pipeline import SolveOptions, solve
 from aisolve.core.wyckoff_search import (arrangements, integer_counts, polar_axes, positions, refined_candidates,
                                          site_probabilities)
