@@ -16,23 +16,18 @@ import numpy as np
 import scipy.special
 from cctbx import crystal
 from cctbx.array_family import flex
-from scipy import ndimage
 
 from aisolve.core.data_prep import PreparedData
 from aisolve.core.model import miller_indices_array
 from aisolve.core.origin_search import origin_solutions
-from aisolve.core.p1_grid import P1HalfGrid
+from aisolve.core.p1_grid import P1HalfGrid, grid_maxima
 from aisolve.core.stages import PhasingResult, PhasingTrial, Progress, no_progress
 
 
 def map_maxima(rho: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """(fractional sites, heights) of the `n` highest local maxima of a periodic map, each site
     refined by a parabola through its neighbours along every axis (the grid alone is ~0.25 A off)."""
-    is_max = (ndimage.maximum_filter(rho, size=3, mode="wrap") == rho) & (rho > 0)
-    idx = np.argwhere(is_max)
-    heights = rho[tuple(idx.T)]
-    order = np.argsort(-heights)[:n]
-    idx, heights = idx[order], heights[order]
+    idx, heights = grid_maxima(rho, n, positive=True)
     shape = np.array(rho.shape)
     sites = idx.astype(float)
     for axis in range(3):
@@ -89,19 +84,21 @@ class DualSpacePhaser:
         rng = np.random.default_rng(self.seed)
         ranked: list[tuple[float, np.ndarray]] = []  # (CC, E_c on all P1 reflections)
         trials: list[PhasingTrial] = []
+        ccs: list[float] = []
         for i in range(self.max_trials):
-            if time.monotonic() > deadline or self._found_again([t.cc for t in trials]):
+            if time.monotonic() > deadline or self._found_again(ccs):
                 break
             sites, weights = self._trial(rng, hkl[strong], e_obs[strong], grid, n_p1)
             e_calc = normalised_e_calc(hkl, sites, weights)
             cc = correlation(e_obs ** 2, np.abs(e_calc) ** 2)
             trials.append(PhasingTrial(seed=self.seed, figure_of_merit=cc, cc=cc, iterations=self.cycles))
+            ccs.append(cc)
             ranked.append((cc, e_calc))
             ranked.sort(key=lambda r: -r[0])
             del ranked[self.n_candidates:]
             progress(min(1.0, 1 - (deadline - time.monotonic()) / time_budget),
                      f"dual-space trial {i + 1}: best CC {ranked[0][0]:.3f}")
-        stopped = " (the best CC found again: stopped)" if self._found_again([t.cc for t in trials]) else ""
+        stopped = " (the best CC found again: stopped)" if self._found_again(ccs) else ""
         notes = [f"dual space: {len(trials)} trials of {self.cycles} cycles, {n_p1} atoms in P1{stopped}"]
         candidates = []
         f_obs = data.f_obs.customized_copy(sigmas=None)

@@ -21,9 +21,10 @@ import numpy as np
 from cctbx import miller
 from cctbx.array_family import flex
 import scipy.fft
-from scipy import ndimage, optimize
+from scipy import optimize
 
 from aisolve.core.model import miller_indices_array
+from aisolve.core.p1_grid import grid_maxima
 
 
 @dataclass
@@ -150,15 +151,12 @@ def origin_solutions(f_obs: miller.array, f_calc_p1: miller.array, min_cc: float
     fo_sq = fo * fo
     grid = _grid_for(terms.h_rot)
     t_map = translation_function(terms, fo_sq, grid)
-    # local maxima on the periodic grid, strongest first
-    is_max = ndimage.maximum_filter(t_map, size=3, mode="wrap") == t_map
-    peaks = np.argwhere(is_max)
-    order = np.argsort(-t_map[tuple(peaks.T)])[:max_candidates]
+    maxima, _ = grid_maxima(t_map, max_candidates)
     multiplicity = f_obs.multiplicities().data().as_numpy_array().astype(float)
     correlation = _Correlation(terms, fo_sq, multiplicity)
     coherent_total = (fo_sq * np.abs(terms.a).sum(axis=0) ** 2).sum()  # T's value for a perfectly symmetric map
     out: list[OriginSolution] = []
-    for j in peaks[order]:
+    for j in maxima:
         fit = optimize.minimize(lambda x: tuple(-v for v in correlation(x)), j / np.array(grid), jac=True,
                                 method="BFGS", options={"gtol": 1e-6, "maxiter": 50})
         x = fit.x % 1.0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.fft
 from cctbx import maptbx, sgtbx, uctbx
+from scipy import ndimage
 
 
 class P1HalfGrid:
@@ -45,3 +46,15 @@ class P1HalfGrid:
         values = np.take(g, self._linear)
         values[self._mate] = np.conj(values[self._mate])
         return values, g[0]
+
+
+def grid_maxima(rho: np.ndarray, n: int, positive: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(grid indices, heights) of the `n` highest local maxima of a periodic map, highest first;
+    only those above zero when `positive`."""
+    is_max = ndimage.maximum_filter(rho, size=3, mode="wrap") == rho
+    if positive:
+        is_max &= rho > 0
+    idx = np.argwhere(is_max)
+    heights = rho[tuple(idx.T)]
+    order = np.argsort(-heights)[:n]
+    return idx[order], heights[order]
