@@ -304,7 +304,24 @@ def _structure(block: gemmi.cif.Block, source: str, res_text: str | None) -> Str
             st.warnings.append(f"embedded SHELX file unreadable: {exc}")
     if not atoms:
         raise InputError(source, f"data block {block.name}: CIF has no atoms (no _atom_site loop)")
+    _drop_symmetry_copies(st)
     return st
+
+
+def _drop_symmetry_copies(st: Structure) -> None:
+    """Removes atoms that repeat an earlier atom's symmetry copy (same element, together more than
+    a full site), with a warning. Some CIFs list the generated half of a centrosymmetric molecule
+    (COD 2000056: C1B*, N1B*); kept, they double the density there."""
+    from aisolve.core.geometry import symmetry_duplicates
+    atoms = st.atoms
+    copies = [(j, i, d) for j, i, d in symmetry_duplicates(st.symmetry, [a.xyz for a in atoms])
+              if atoms[i].element == atoms[j].element and atoms[i].occupancy + atoms[j].occupancy > 1.01]
+    if not copies:
+        return
+    for j, i, d in copies:
+        st.warnings.append(f"atom {atoms[i].label} is a symmetry copy of {atoms[j].label} ({d:.2f} A): left out")
+    dropped = {i for _, i, _ in copies}
+    st.atoms = [a for k, a in enumerate(atoms) if k not in dropped]
 
 
 def _z_from_volume(cell, per_unit: dict[str, float]) -> float:

@@ -79,3 +79,23 @@ def images_near(symmetry: crystal.symmetry, sites_frac, centre, radius: float = 
     orth = np.array(symmetry.unit_cell().orthogonalization_matrix()).reshape(3, 3)
     cart = images.reshape(-1, 3) @ orth.T
     return cart[np.linalg.norm(cart - orth @ np.asarray(centre, dtype=float), axis=1) < radius]
+
+
+def symmetry_duplicates(symmetry: crystal.symmetry, sites_frac, tolerance: float = 0.1) -> list[tuple[int, int, float]]:
+    """(j, i, distance) for each site i that lies within `tolerance` (A) of a symmetry copy of an
+    earlier site j (the first such j): a model that lists an atom and its symmetry copy."""
+    sites = np.asarray(sites_frac, dtype=float).reshape(-1, 3)
+    ops = symmetry.space_group().all_ops()
+    rot = np.array([op.r().as_double() for op in ops]).reshape(-1, 3, 3)
+    trans = np.array([op.t().as_double() for op in ops])
+    images = np.einsum("oij,nj->oni", rot, sites) + trans[:, None, :]
+    orth = np.array(symmetry.unit_cell().orthogonalization_matrix()).reshape(3, 3)
+    out = []
+    for i in range(1, len(sites)):
+        delta = images[:, :i, :] - sites[i]
+        delta -= np.round(delta)
+        dist = np.linalg.norm(delta @ orth.T, axis=2).min(axis=0)
+        close = np.flatnonzero(dist < tolerance)
+        if close.size:
+            out.append((int(close[0]), i, float(dist[close[0]])))
+    return out

@@ -74,6 +74,21 @@ def test_cif_with_no_atoms_is_refused(tmp_path):
     assert "noatoms.cif" in str(err.value) and "no atoms" in str(err.value)
 
 
+def test_listed_symmetry_copies_are_left_out_with_a_warning(tmp_path):
+    """An atom listed with its inversion copy (COD 2000056 lists C1B* and N1B*) is one atom; half
+    occupied partners on the same site are not copies."""
+    p = tmp_path / "copies.cif"
+    p.write_text("data_x\n_cell_length_a 5\n_cell_length_b 6\n_cell_length_c 7\n_cell_angle_alpha 90\n"
+                 "_cell_angle_beta 100\n_cell_angle_gamma 90\n_symmetry_space_group_name_H-M 'P 1 21/c 1'\n"
+                 "loop_\n_atom_site_label\n_atom_site_type_symbol\n_atom_site_fract_x\n_atom_site_fract_y\n"
+                 "_atom_site_fract_z\n_atom_site_occupancy\n"
+                 "C1 C 0.0048 0.4260 0.0063 1\nN1 N 0.1300 0.3850 0.0602 1\n"
+                 "C1B* C -0.0048 0.5740 -0.0063 1\nO1 O 0.3 0.2 0.1 0.5\nO2 O 0.3 0.2 0.1 0.5\n")
+    st = read_cif(p).structure
+    assert [a.label for a in st.atoms] == ["C1", "N1", "O1", "O2"]
+    assert any("C1B* is a symmetry copy of C1" in w for w in st.warnings), st.warnings
+
+
 def test_broken_cif_syntax_names_the_line(tmp_path):
     p = tmp_path / "broken.cif"
     p.write_text("data_x\n_cell_length_a 5\nloop_\n_a\n_b\n1\n'unterminated\n")

@@ -243,6 +243,92 @@ def test_element_swap_with_riding_h_undoes_a_c_n_mix_up(cod_model, wrong_confide
     assert [sc.scattering_type for sc in again.scatterers()] == truth and not notes
 
 
+def _doubtful_case(cod_model, drop: tuple[str, ...], n_ghosts: int):
+    """The true non-H model without the atoms `drop` and with `n_ghosts` carbon atoms in empty
+    space (what ripples of a heavy atom give), flagged as the network flags ghosts."""
+    from aisolve.core.model import Atom
+    from aisolve.core.pipeline import _nearest_distance
+    from aisolve.core.stages import NO_ATOM
+    from cctbx import xray
+    heavy = [a for a in cod_model.non_h_atoms() if a.label not in drop]
+    xs = copy.deepcopy(cod_model)
+    xs.atoms = heavy
+    xs = xs.to_xray(include_hydrogens=False)
+    rng = np.random.default_rng(3)
+    while xs.scatterers().size() < len(heavy) + n_ghosts:
+        site = tuple(rng.random(3))
+        if (_nearest_distance(xs, site, cutoff=4.0) or 4.0) > 2.1:
+            xs.add_scatterer(xray.scatterer(label="G", site=site, u=0.03, scattering_type="C"))
+    atoms = [Atom(label=sc.label, element=sc.scattering_type, xyz=tuple(sc.site), confidence=0.9,
+                  element_probabilities={sc.scattering_type: 0.95, NO_ATOM: 0.05}) for sc in xs.scatterers()]
+    for a in atoms[len(heavy):]:
+        a.element_probabilities = {NO_ATOM: 0.9, "C": 0.1}
+    return xs, atoms
+
+
+def test_doubtful_light_atoms_give_way_to_the_missing_ones(cod_model):
+    """Ghost peaks the typer doubts hold the places of two missing carbons while the contents'
+    count is full: without them the difference map shows the missing atoms, and the refilled
+    model, which refines better, is kept. A doubted real atom comes back, and that model stays."""
+    from aisolve.core.data_prep import prepare
+    from aisolve.core.pipeline import _replace_doubtful_sites
+    from aisolve.core.stages import NO_ATOM
+    from aisolve.core.typing_baseline import BaselineTyper
+    data = prepare(simulate_intensities(cod_model, d_min=0.8, noise=0.02), cod_model.symmetry,
+                   cod_model.cell_contents)
+
+    def replace(xs, atoms, notes):
+        return _replace_doubtful_sites(xs, atoms, data, cod_model.cell_contents, BaselineTyper(), cod_model.symmetry,
+                                       cod_model.z, (), 11, notes)
+
+    notes: list[str] = []
+    fixed, fixed_atoms, better = replace(*_doubtful_case(cod_model, ("C(3)", "C(6)"), 2), notes)
+    assert better and "R1" in notes[0] and "(kept)" in notes[0], notes
+    model = copy.deepcopy(cod_model)
+    model.atoms = fixed_atoms
+    for a, sc in zip(fixed_atoms, fixed.scatterers()):
+        a.xyz = tuple(sc.site)
+    ev = evaluate(model, cod_model)
+    assert ev.all_correct and ev.n_extra == 0, ev.mismatches
+
+    xs, atoms = _doubtful_case(cod_model, (), 0)
+    assert replace(xs, atoms, [])[2] is False  # nothing doubted: nothing tried
+    atoms[4].element_probabilities = {NO_ATOM: 0.9, atoms[4].element: 0.1}
+    notes.clear()
+    same, same_atoms, better = replace(xs, atoms, notes)
+    assert not better and same is xs and same_atoms is atoms and "(not kept)" in notes[0], notes
+
+
+class _RetypingGoesWrong:
+    """The baseline typer, except that from its second call on it swaps the O and C of the first
+    O-C bond (what the network did to simulated Li2CO3)."""
+    name = "baseline, then a C/O swap"
+
+    def __init__(self):
+        from aisolve.core.typing_baseline import BaselineTyper
+        self.typer, self.calls = BaselineTyper(), 0
+
+    def assign(self, atoms, context):
+        atoms = self.typer.assign(atoms, context)
+        self.calls += 1
+        if self.calls > 1:
+            o = next(i for i, a in enumerate(atoms) if a.element == "O")
+            c = next(i for i, a in enumerate(atoms) if a.element == "C")
+            atoms[o].element, atoms[c].element = "C", "O"
+        return atoms
+
+
+def test_a_retyping_that_raises_r1_is_undone(cod_model):
+    refl = simulate_intensities(cod_model, d_min=0.8, noise=0.02)
+    typer = _RetypingGoesWrong()
+    result = solve(_template(cod_model), refl, SolveOptions(typer=typer, hydrogens="none"))
+    assert typer.calls >= 2
+    assert any(n.startswith("the model retyped after cycle 1 refined to R1") for n in result.phasing.notes), \
+        result.phasing.notes
+    ev = evaluate(result.structure, cod_model)
+    assert ev.all_correct, ev.mismatches
+
+
 def test_unlucky_charge_flipping_gets_fresh_starts(tmp_path):
     """ZZULI2's reflections in a float32 MTZ once sent charge flipping down a wrong path (R1 0.25):
     a poor best candidate now triggers more rounds (charge flipping afresh, then dual space)."""
