@@ -300,8 +300,8 @@ def test_doubtful_light_atoms_give_way_to_the_missing_ones(cod_model):
 
 
 class _RetypingGoesWrong:
-    """The baseline typer, except that from its second call on it swaps the O and C of the first
-    O-C bond (what the network did to simulated Li2CO3)."""
+    """The baseline typer, except that from its second call on it swaps the elements of the first
+    O and the first C (what the network did to simulated Li2CO3)."""
     name = "baseline, then a C/O swap"
 
     def __init__(self):
