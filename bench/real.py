@@ -75,6 +75,7 @@ def run_entry(args: tuple[str, str, bool, str, str]) -> dict:
         row["mismatches"] = ev.mismatches[:8]
         row["n_solution_non_h"] = len(result.structure.non_h_atoms())
         row["warnings"] = result.warnings
+        row["stages"] = result.stages  # seconds per pipeline stage: where an entry's time went
     except Exception as exc:  # noqa: BLE001 - one entry's failure is a row, not the end of the run
         row["error"] = f"{type(exc).__name__}: {exc}"
         row["traceback"] = traceback.format_exc(limit=3)
