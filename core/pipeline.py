@@ -496,7 +496,10 @@ SWAP_CANDIDATES = 4  # lowest-confidence atoms of each element tried when all pa
 # element missed)
 MAX_SWAP_PAIRS = 40
 SWAP_GAIN = 0.02  # relative wR2 drop a swap must bring to be kept
-SWAP_D_MIN = 1.0  # resolution of the data the swaps are judged with (A)
+# resolution of the data the swaps are judged with (A): H scatter at low angles, but with data to
+# 1.0 A no pair of simulated Cn1ncc2c(S)ncnc21 scored better after the first swap, and its last
+# C/N mix-up stayed (docs/BENCHMARKS.md)
+SWAP_D_MIN = 0.8
 SWAP_CYCLES = (2, 3)  # least-squares cycles before and after the H are placed
 
 
