@@ -70,13 +70,8 @@ def bonds(xs: xray.structure, elements: list[str] | None = None,
 def images_near(symmetry: crystal.symmetry, sites_frac, centre, radius: float = np.inf) -> np.ndarray:
     """(k, 3) Cartesian positions of the symmetry copies of `sites_frac` (each operator's copy
     taken in the cell nearest `centre`, fractional) that lie within `radius` of `centre`."""
-    sites_frac = np.asarray(sites_frac, dtype=float).reshape(-1, 3)
-    ops = symmetry.space_group().all_ops()
-    rot = np.array([op.r().as_double() for op in ops]).reshape(-1, 3, 3)
-    trans = np.array([op.t().as_double() for op in ops])
-    images = np.einsum("oij,nj->oni", rot, sites_frac) + trans[:, None, :]
+    images, orth = _symmetry_images(symmetry, sites_frac)
     images -= np.round(images - np.asarray(centre, dtype=float))
-    orth = np.array(symmetry.unit_cell().orthogonalization_matrix()).reshape(3, 3)
     cart = images.reshape(-1, 3) @ orth.T
     return cart[np.linalg.norm(cart - orth @ np.asarray(centre, dtype=float), axis=1) < radius]
 
@@ -85,11 +80,7 @@ def symmetry_duplicates(symmetry: crystal.symmetry, sites_frac, tolerance: float
     """(j, i, distance) for each site i that lies within `tolerance` (A) of a symmetry copy of an
     earlier site j (the first such j): a model that lists an atom and its symmetry copy."""
     sites = np.asarray(sites_frac, dtype=float).reshape(-1, 3)
-    ops = symmetry.space_group().all_ops()
-    rot = np.array([op.r().as_double() for op in ops]).reshape(-1, 3, 3)
-    trans = np.array([op.t().as_double() for op in ops])
-    images = np.einsum("oij,nj->oni", rot, sites) + trans[:, None, :]
-    orth = np.array(symmetry.unit_cell().orthogonalization_matrix()).reshape(3, 3)
+    images, orth = _symmetry_images(symmetry, sites)
     out = []
     for i in range(1, len(sites)):
         delta = images[:, :i, :] - sites[i]
@@ -99,3 +90,14 @@ def symmetry_duplicates(symmetry: crystal.symmetry, sites_frac, tolerance: float
         if close.size:
             out.append((int(close[0]), i, float(dist[close[0]])))
     return out
+
+
+def _symmetry_images(symmetry: crystal.symmetry, sites_frac) -> tuple[np.ndarray, np.ndarray]:
+    """(operators, sites, 3) fractional images of `sites_frac` under every operator of the space
+    group, and the orthogonalisation matrix."""
+    sites = np.asarray(sites_frac, dtype=float).reshape(-1, 3)
+    ops = symmetry.space_group().all_ops()
+    rot = np.array([op.r().as_double() for op in ops]).reshape(-1, 3, 3)
+    trans = np.array([op.t().as_double() for op in ops])
+    orth = np.array(symmetry.unit_cell().orthogonalization_matrix()).reshape(3, 3)
+    return np.einsum("oij,nj->oni", rot, sites) + trans[:, None, :], orth

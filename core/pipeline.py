@@ -382,26 +382,40 @@ def _replace_doubtful_sites(xs: xray.structure, atoms: list[Atom], data: Prepare
                 and ATOMIC_NUMBER.get(a.element, 0) <= DOUBTFUL_MAX_Z]
     if not doubtful or len(doubtful) == len(atoms):
         return xs, atoms, False
-    current = xs.deep_copy_scatterers()
-    set_refinement_flags(current, aniso=False)
-    r1_now = refine(current, data.fo_sq, 8).figures.r1
+    r1_now = _iso_r1(xs, data)
     keep = flex.size_t(sorted(set(range(len(atoms))) - set(doubtful)))
     trial, trial_atoms = xs.select(keep), [atoms[i] for i in keep]
     for _ in range(2):
         set_refinement_flags(trial, aniso=False)
         result = refine(trial, data.fo_sq, 8)
-        trial, trial_atoms = _prune(trial, trial_atoms)
-        added = _add_from_difference_map(trial, result, data, n_expected - round(_site_weight(trial)))
-        trial, trial_atoms = _type_atoms(trial, data, contents, typer, sym, None, z, candidates)
+        trial, trial_atoms, added = _complete_and_retype(trial, trial_atoms, result, data, contents, typer, sym, z,
+                                                         candidates, n_expected, _Timer(), "")
         if added == 0:
             break
-    scored = trial.deep_copy_scatterers()
-    set_refinement_flags(scored, aniso=False)
-    r1_trial = refine(scored, data.fo_sq, 8).figures.r1
+    r1_trial = _iso_r1(trial, data)
     verdict = "kept" if r1_trial < DOUBTFUL_GAIN * r1_now else "not kept"
     notes.append(f"{len(doubtful)} doubtful light atoms removed and the model refilled from difference maps: "
                  f"R1 {r1_now:.3f} -> {r1_trial:.3f} ({verdict})")
     return (trial, trial_atoms, True) if verdict == "kept" else (xs, atoms, False)
+
+
+def _complete_and_retype(xs: xray.structure, atoms: list[Atom], result: RefinementResult, data: PreparedData,
+                         contents: dict[str, float], typer: AtomTyper, sym: crystal.symmetry, z: float | None,
+                         candidates: tuple[str, ...], n_expected: int, timer: _Timer, tag: str):
+    """One completion step after a refinement (`result`): prune, add difference-map peaks up to
+    `n_expected` sites, retype. Returns the model, its atoms and how many sites were added."""
+    xs, atoms = _prune(xs, atoms)
+    added = timer.run(f"difference_map{tag}", _add_from_difference_map, xs, result, data,
+                      n_expected - round(_site_weight(xs)))
+    xs, atoms = timer.run(f"retype{tag}", _type_atoms, xs, data, contents, typer, sym, None, z, candidates)
+    return xs, atoms, added
+
+
+def _iso_r1(xs: xray.structure, data: PreparedData, cycles: int = 8) -> float:
+    """R1 of a copy of xs after isotropic refinement (xs itself is left as it is)."""
+    copy_ = xs.deep_copy_scatterers()
+    set_refinement_flags(copy_, aniso=False)
+    return refine(copy_, data.fo_sq, cycles).figures.r1
 
 
 def _nearest_distance(xs: xray.structure, site, cutoff: float = 2.5) -> float | None:
@@ -777,11 +791,8 @@ def _solve_for_count(structure: Structure, data: PreparedData, options: SolveOpt
             xs, atoms = before[1], before[2]
             break
         before = (result.figures.r1, xs.deep_copy_scatterers(), copy.deepcopy(atoms))
-        xs, atoms = _prune(xs, atoms)
-        added = timer.run(f"difference_map_{cycle + 1}", _add_from_difference_map, xs, result, data,
-                          n_expected - round(_site_weight(xs)))
-        xs, atoms = timer.run(f"retype_{cycle + 1}", _type_atoms, xs, data, contents, typer, sym, None,
-                              structure.z, candidates)
+        xs, atoms, added = _complete_and_retype(xs, atoms, result, data, contents, typer, sym, structure.z,
+                                                candidates, n_expected, timer, f"_{cycle + 1}")
         if added == 0 and cycle > 0:
             break
     for round_ in range(DOUBTFUL_ROUNDS):
