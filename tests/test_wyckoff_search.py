@@ -26,6 +26,10 @@ def _model(space_group: str, cell, atoms, contents) -> Structure:
 MATLOCKITE = _model("P 4/n m m :1", (4.11, 4.11, 7.23, 90, 90, 90),
                     [("Pb", (0.0, 0.5, 0.205)), ("F", (0.0, 0.0, 0.0)), ("Cl", (0.0, 0.5, 0.65))],
                     {"Pb": 2, "F": 2, "Cl": 2})
+# 4H-CdI2: Cd and I1 on 2b (1/3, 2/3, z), I2 on 2a; Cd and I differ by five electrons.
+CDI2 = _model("P 63 m c", (4.24, 4.24, 13.67, 90, 90, 120),
+              [("Cd", (1 / 3, 2 / 3, 0.0)), ("I", (1 / 3, 2 / 3, 0.375)), ("I", (0.0, 0.0, 0.625))],
+              {"Cd": 2, "I": 4})
 ZINC = _model("P 63/m m c", (2.66, 2.66, 4.95, 90, 90, 120), [("Zn", (1 / 3, 2 / 3, 0.25))], {"Zn": 2})
 
 
@@ -73,6 +77,23 @@ def test_the_search_finds_matlockite_and_ranks_the_alternatives():
     probs = site_probabilities(ranked)
     assert [max(p, key=p.get) for p in probs] == [sc.scattering_type for sc in best.xs.scatterers()]
     assert all(0.5 < max(p.values()) <= 1.0 for p in probs)
+
+
+def test_sites_of_equal_multiplicity_exchange_elements():
+    """The grid barely tells Cd from I (on the simulated test-split 4H-CdI2 its best point had them
+    the wrong way round on the two b sites): each candidate's swap is refined too, so the right one
+    ranks first whichever way the grid chose, the swap next, and the doubt shows in the
+    probabilities."""
+    refl = simulate_intensities(CDI2, d_min=0.8, noise=0.02)
+    data = prepare(refl, CDI2.symmetry, CDI2.cell_contents)
+    ranked = refined_candidates(CDI2.symmetry, {"Cd": 2, "I": 4}, data.f_obs, data.fo_sq, data.wilson_b, 0.01)
+    model = copy.deepcopy(CDI2)
+    model.atoms = [Atom(label=f"X{k}", element=sc.scattering_type, xyz=tuple(sc.site))
+                   for k, sc in enumerate(ranked[0].xs.scatterers())]
+    assert evaluate(model, CDI2).all_correct, [o.candidate for o in ranked[:2]]
+    swapped = ranked[1]
+    assert swapped.candidate.sites == ranked[0].candidate.sites and swapped.r1 > ranked[0].r1
+    assert sorted(max(p.values()) for p in site_probabilities(ranked))[0] < 1.0
 
 
 @pytest.mark.parametrize("model", [MATLOCKITE, ZINC], ids=["matlockite", "zinc"])
