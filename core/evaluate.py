@@ -43,8 +43,9 @@ class Evaluation:
 
     @property
     def all_correct(self) -> bool:
-        """Structure-level correctness: every required atom matched with the right element."""
-        return self.n_reference > 0 and self.n_element_correct == self.n_reference
+        """Structure-level correctness: every required atom matched with the right element, and no
+        solution atom left over (a spurious site makes the model wrong whatever else it gets right)."""
+        return self.n_reference > 0 and self.n_element_correct == self.n_reference and self.n_extra == 0
 
     def as_dict(self) -> dict:
         d = {k: v for k, v in self.__dict__.items() if k != "matched_elements"}

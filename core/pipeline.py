@@ -757,6 +757,33 @@ MORE_SITES_FACTOR = 1.5  # sites tried, per non-H atom the contents give, when t
 MORE_SITES_MAX_R1 = 0.16
 
 
+def _difference_cycles(xs: xray.structure, atoms: list[Atom], data: PreparedData, contents: dict[str, float],
+                       typer: AtomTyper, sym: crystal.symmetry, z: float | None, candidates: tuple[str, ...],
+                       n_expected: int, cycles: int, timer: _Timer, progress: Progress,
+                       notes: list[str]) -> tuple[xray.structure, list[Atom]]:
+    """Isotropic refinement, then pruning, completion from the difference map and retyping, up to
+    `cycles` times; a step that makes the model refine worse is undone."""
+    before = None  # (R1, model, atoms) of the cycle before
+    for cycle in range(cycles):
+        progress(0.55 + 0.05 * cycle, f"refinement and difference map, cycle {cycle + 1}")
+        set_refinement_flags(xs, aniso=False)
+        result = timer.run(f"refine_iso_{cycle + 1}", refine, xs, data.fo_sq, 8)
+        if before is not None and result.figures.r1 > RETYPE_WORSE * before[0]:
+            # the last completion and retyping made the model worse (simulated Li2CO3: the network
+            # swapped C and O on retyping, R1 0.05 -> 0.17): back to the model before, less what
+            # its refinement pruned (there, two spurious Li that went up to Uiso > 0.15)
+            notes.append(f"the model retyped after cycle {cycle} refined to R1 {result.figures.r1:.3f}, "
+                         f"worse than {before[0]:.3f} before: that model kept, pruned")
+            xs, atoms = _prune(before[1], before[2])
+            break
+        before = (result.figures.r1, xs.deep_copy_scatterers(), copy.deepcopy(atoms))
+        xs, atoms, added = _complete_and_retype(xs, atoms, result, data, contents, typer, sym, z,
+                                                candidates, n_expected, timer, f"_{cycle + 1}")
+        if added == 0 and cycle > 0:
+            break
+    return xs, atoms
+
+
 def _solve_for_count(structure: Structure, data: PreparedData, options: SolveOptions, in_use, n_expected: int,
                      timer: _Timer, progress: Progress) -> SolveResult:
     """Phasing, model building, typing and refinement for `n_expected` sites in the asymmetric
@@ -778,23 +805,8 @@ def _solve_for_count(structure: Structure, data: PreparedData, options: SolveOpt
     progress(0.5, "typing atoms")
     xs, atoms = timer.run("atom_typing", _type_atoms, xs, data, contents, typer, sym, chosen_map,
                           structure.z, candidates)
-    before = None  # (R1, model, atoms) of the cycle before
-    for cycle in range(options.difference_cycles):
-        progress(0.55 + 0.05 * cycle, f"refinement and difference map, cycle {cycle + 1}")
-        set_refinement_flags(xs, aniso=False)
-        result = timer.run(f"refine_iso_{cycle + 1}", refine, xs, data.fo_sq, 8)
-        if before is not None and result.figures.r1 > RETYPE_WORSE * before[0]:
-            # the last pruning, completion and retyping made the model worse (simulated Li2CO3:
-            # the network swapped C and O on retyping, R1 0.05 -> 0.17): back to the model before
-            phasing.notes.append(f"the model retyped after cycle {cycle} refined to R1 {result.figures.r1:.3f}, "
-                                 f"worse than {before[0]:.3f} before: that model kept")
-            xs, atoms = before[1], before[2]
-            break
-        before = (result.figures.r1, xs.deep_copy_scatterers(), copy.deepcopy(atoms))
-        xs, atoms, added = _complete_and_retype(xs, atoms, result, data, contents, typer, sym, structure.z,
-                                                candidates, n_expected, timer, f"_{cycle + 1}")
-        if added == 0 and cycle > 0:
-            break
+    xs, atoms = _difference_cycles(xs, atoms, data, contents, typer, sym, structure.z, candidates, n_expected,
+                                   options.difference_cycles, timer, progress, phasing.notes)
     for round_ in range(DOUBTFUL_ROUNDS):
         xs, atoms, better = timer.run(f"doubtful_sites_{round_ + 1}", _replace_doubtful_sites, xs, atoms, data,
                                       contents, typer, sym, structure.z, candidates, n_expected, phasing.notes)

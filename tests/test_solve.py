@@ -456,3 +456,42 @@ def test_contents_for_half_the_molecules_get_a_second_try_with_more_sites(cod_mo
     assert any("sites in the asymmetric unit for the 6 non-H atoms expected" in w for w in result.warnings)
     ev = evaluate(result.structure, cod_model)
     assert ev.n_matched == ev.n_reference, ev.mismatches
+
+
+def test_an_undone_retyping_keeps_what_refinement_pruned(cod_model):
+    """A spurious site (here a C in the middle of a void) refines to a huge Uiso and is pruned in
+    the first cycle; when the retyping of that cycle is undone, the site must stay out (simulated
+    Li2CO3 kept two such Li, 20 Li per cell for 8)."""
+    from aisolve.core.contents import contents_in_use
+    from aisolve.core.data_prep import prepare
+    from aisolve.core.model import Atom
+    from aisolve.core.pipeline import _difference_cycles, _Timer
+    from cctbx import xray
+    refl = simulate_intensities(cod_model, d_min=0.8, noise=0.02)
+    in_use = contents_in_use(cod_model, True)
+    data = prepare(refl, cod_model.symmetry, in_use.contents)
+    xs = cod_model.to_xray(include_hydrogens=False)
+    void = _void_site(xs)
+    xs.add_scatterer(xray.scatterer(label="Q1", site=void, u=0.03, scattering_type="C"))
+    typer = _RetypingGoesWrong()
+    typer.calls = 1  # the model comes typed: the loop's first retyping swaps C and O
+    atoms = [Atom(label=sc.label, element=sc.scattering_type, xyz=tuple(sc.site), confidence=1.0)
+             for sc in xs.scatterers()]
+    notes: list[str] = []
+    xs, atoms = _difference_cycles(xs, atoms, data, in_use.contents, typer, cod_model.symmetry, cod_model.z,
+                                   in_use.candidate_elements, len(cod_model.non_h_atoms()), 3, _Timer(),
+                                   lambda *_: None, notes)
+    assert any("that model kept, pruned" in n for n in notes), notes
+    assert xs.scatterers().size() == len(atoms) == len(cod_model.non_h_atoms())
+    assert "Q1" not in [sc.label for sc in xs.scatterers()]
+
+
+def _void_site(xs, clearance: float = 2.2):
+    """A fractional site at least `clearance` A from every atom and symmetry copy."""
+    from scitbx.array_family import flex
+    grid = [(a / 10, b / 10, c / 10) for a in range(10) for b in range(10) for c in range(10)]
+    for site in grid:
+        found = xs.closest_distances(sites_frac=flex.vec3_double([site]), distance_cutoff=clearance)
+        if found.i_seqs[0] < 0:
+            return site
+    raise AssertionError("no void in the cell")
