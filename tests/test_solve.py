@@ -466,13 +466,11 @@ def test_an_undone_retyping_keeps_what_refinement_pruned(cod_model):
     from aisolve.core.data_prep import prepare
     from aisolve.core.model import Atom
     from aisolve.core.pipeline import _difference_cycles, _Timer
-    from cctbx import xray
     refl = simulate_intensities(cod_model, d_min=0.8, noise=0.02)
     in_use = contents_in_use(cod_model, True)
     data = prepare(refl, cod_model.symmetry, in_use.contents)
     xs = cod_model.to_xray(include_hydrogens=False)
-    void = _void_site(xs)
-    xs.add_scatterer(xray.scatterer(label="Q1", site=void, u=0.03, scattering_type="C"))
+    _add_void_sites(xs, 1)
     typer = _RetypingGoesWrong()
     typer.calls = 1  # the model comes typed: the loop's first retyping swaps C and O
     atoms = [Atom(label=sc.label, element=sc.scattering_type, xyz=tuple(sc.site), confidence=1.0)
@@ -486,12 +484,53 @@ def test_an_undone_retyping_keeps_what_refinement_pruned(cod_model):
     assert "Q1" not in [sc.label for sc in xs.scatterers()]
 
 
-def _void_site(xs, clearance: float = 2.2):
-    """A fractional site at least `clearance` A from every atom and symmetry copy."""
+def _add_void_sites(xs, n: int, clearance: float = 2.2) -> list[str]:
+    """Adds `n` carbons, each at least `clearance` A from every atom and symmetry copy, to `xs`;
+    returns their labels."""
+    from cctbx import xray
     from scitbx.array_family import flex
-    grid = [(a / 10, b / 10, c / 10) for a in range(10) for b in range(10) for c in range(10)]
+    grid = [(a / 20, b / 20, c / 20) for a in range(20) for b in range(20) for c in range(20)]
+    labels = []
     for site in grid:
+        if len(labels) == n:
+            return labels
         found = xs.closest_distances(sites_frac=flex.vec3_double([site]), distance_cutoff=clearance)
         if found.i_seqs[0] < 0:
-            return site
-    raise AssertionError("no void in the cell")
+            labels.append(f"Q{len(labels) + 1}")
+            xs.add_scatterer(xray.scatterer(label=labels[-1], site=site, u=0.03, scattering_type="C"))
+    raise AssertionError(f"fewer than {n} voids in the cell")
+
+
+@pytest.mark.parametrize("n_extra", [4, -2], ids=["noise sites", "real atoms"])
+def test_a_model_with_more_sites_is_cut_back_to_the_contents(cod_model, n_extra):
+    """The retry with more sites can succeed by phasing luck alone, its extra sites then noise the
+    typer calls 'no atom': cut back to the contents' count, the model refines as well and is kept.
+    Asked to cut real atoms (the contents count two fewer than there are), it refines worse and
+    stays as it was."""
+    from aisolve.core.contents import contents_in_use
+    from aisolve.core.data_prep import prepare
+    from aisolve.core.model import Atom
+    from aisolve.core.pipeline import _trim_to_count
+    from aisolve.core.typing_baseline import BaselineTyper
+    refl = simulate_intensities(cod_model, d_min=0.8, noise=0.02)
+    in_use = contents_in_use(cod_model, True)
+    data = prepare(refl, cod_model.symmetry, in_use.contents)
+    xs = cod_model.to_xray(include_hydrogens=False)
+    noise = _add_void_sites(xs, max(n_extra, 0))
+    atoms = [Atom(label=sc.label, element=sc.scattering_type, xyz=tuple(sc.site), confidence=0.9,
+                  element_probabilities=({"no atom": 0.9, "C": 0.1} if sc.label in noise
+                                         else {sc.scattering_type: 0.9, "no atom": 0.1}))
+             for sc in xs.scatterers()]
+    if n_extra < 0:  # the two real atoms the typer doubts most
+        for a in atoms[-2:]:
+            a.element_probabilities = {a.element: 0.4, "no atom": 0.6}
+    n_atoms = len(cod_model.non_h_atoms()) - max(-n_extra, 0)
+    notes: list[str] = []
+    out, out_atoms, kept = _trim_to_count(xs, atoms, data, in_use.contents, BaselineTyper(), cod_model.symmetry,
+                                          cod_model.z, in_use.candidate_elements, n_atoms, 3, notes)
+    assert notes[-1].startswith(f"the model of {len(atoms)} sites cut back to the {n_atoms} atoms expected")
+    if n_extra > 0:
+        assert kept and out.scatterers().size() == len(out_atoms) == n_atoms, notes
+        assert not set(noise) & {sc.label for sc in out.scatterers()}
+    else:
+        assert not kept and out is xs and out_atoms is atoms, notes
