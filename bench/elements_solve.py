@@ -66,7 +66,8 @@ def measure(args) -> dict:
         ev = evaluate(result.structure, st) if result.solved else None
         row["results"][key] = {"solved": result.solved, "right": ev.n_element_correct if ev else 0,
                                "r1": round(result.figures.r1, 4) if result.figures else None,
-                               "all_right": bool(ev and ev.all_correct), "seconds": time.perf_counter() - t,
+                               "all_right": bool(ev and ev.all_correct), "extra": ev.n_extra if ev else 0,
+                               "seconds": time.perf_counter() - t,
                                "mismatches": ev.mismatches[:6] if ev else [], "warnings": result.warnings,
                                "atoms": _atom_records(result.structure, ev) if ev else []}
     return row
@@ -115,6 +116,8 @@ def summary(rows: list[dict]) -> dict:
             "atom_accuracy": round(sum(x.get("right", 0) for x in res) / max(out["n_atoms"], 1), 4),
             "structures_all_right": sum(bool(x.get("all_right")) for x in res),
             "solved": sum(bool(x.get("solved")) for x in res),
+            # every atom right but a spurious site beside them: not entirely right (core.evaluate)
+            "solved_with_extra_sites": sum(bool(x.get("extra")) for x in res),
             # typing alone: the atoms right of the structures this configuration solved
             "atom_accuracy_when_solved": round(
                 sum(x["right"] for x in res if x.get("solved"))

@@ -14,6 +14,7 @@ import gemmi
 import numpy as np
 
 from aisolve.core import symmetry
+from aisolve.core.contents import contents_disagreement
 from aisolve.core.elements import element_from_label, hill_formula, normalise, parse_formula
 from aisolve.core.errors import InputError
 from aisolve.core.model import Atom, ReflectionData, Structure
@@ -305,6 +306,9 @@ def _structure(block: gemmi.cif.Block, source: str, res_text: str | None) -> Str
     if not atoms:
         raise InputError(source, f"data block {block.name}: CIF has no atoms (no _atom_site loop)")
     _drop_symmetry_copies(st)
+    disagreement = contents_disagreement(st)
+    if disagreement:
+        st.warnings.append(disagreement)
     return st
 
 

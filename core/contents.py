@@ -58,3 +58,31 @@ def contents_in_use(structure: Structure, use_formula: bool) -> ContentsInUse:
     if problem:
         return ContentsInUse({}, tuple(sorted(_non_h(structure.cell_contents))), problem)
     return ContentsInUse(structure.cell_contents)
+
+
+# Per-cell count difference (atoms) between the formula and the listed atoms that is not rounding
+COUNT_TOLERANCE = 0.5
+COUNT_TOLERANCE_SHARE = 0.05
+
+
+def contents_disagreement(structure: Structure) -> str | None:
+    """A message when a model's non-H atoms (occupancy times multiplicity) do not add up to its
+    cell contents, else None. COD's NiFe2O4 (5910064) gives origin-choice-1 coordinates under the
+    origin-choice-2 symbol: its atoms make Ni16 Fe8 O32 per cell, its formula Ni8 Fe16 O32."""
+    formula = _non_h(structure.cell_contents)
+    atoms = _non_h(structure.model_formula_per_cell())
+    if not formula or not atoms:
+        return None
+    off = [el for el in sorted(set(formula) | set(atoms))
+           if abs(formula.get(el, 0.0) - atoms.get(el, 0.0))
+           > max(COUNT_TOLERANCE, COUNT_TOLERANCE_SHARE * formula.get(el, 0.0))]
+    if not off:
+        return None
+    said = (f"the atoms add up to {hill_formula(atoms)} (non-H) per cell, the formula and Z to "
+            f"{hill_formula(formula)}: {', '.join(off)} differ")
+    ratios = [atoms.get(el, 0.0) / formula[el] for el in formula]
+    if set(atoms) == set(formula) and max(ratios) - min(ratios) < COUNT_TOLERANCE_SHARE * max(ratios):
+        if structure.z:  # every element off by one factor: Z
+            return f"{said} (Z {structure.z * sum(ratios) / len(ratios):.3g} instead of {structure.z:g}?)"
+        return said
+    return f"{said} (a wrong origin choice or setting, atoms missing, or a formula for another model)"

@@ -89,6 +89,34 @@ def test_listed_symmetry_copies_are_left_out_with_a_warning(tmp_path):
     assert any("C1B* is a symmetry copy of C1" in w for w in st.warnings), st.warnings
 
 
+def _spinel_cif(tmp_path, origin_choice: str, metals: str, z: int = 8):
+    p = tmp_path / f"spinel{origin_choice}{z}.cif"
+    p.write_text("data_x\n_cell_length_a 8.34\n_cell_length_b 8.34\n_cell_length_c 8.34\n_cell_angle_alpha 90\n"
+                 "_cell_angle_beta 90\n_cell_angle_gamma 90\n"
+                 f"_symmetry_space_group_name_H-M 'F d -3 m :{origin_choice}'\n"
+                 f"_chemical_formula_sum 'Fe2 Ni O4'\n_cell_formula_units_Z {z}\n"
+                 "loop_\n_atom_site_label\n_atom_site_fract_x\n_atom_site_fract_y\n_atom_site_fract_z\n"
+                 f"{metals}O1 0.387 0.387 0.387\n")
+    return read_cif(p).structure
+
+
+def test_atoms_that_contradict_the_formula_are_reported(tmp_path):
+    """NiFe2O4 as COD 5910064 gives it: origin-choice-1 coordinates (Ni on 8a at the origin, Fe on
+    16d) under the origin-choice-2 symbol, where the origin is a 16c site, 5/8 an 8b one and the O
+    0.17 A from the other 8b site (taken as on it). The same coordinates with the right symbol add
+    up to the formula; with a Z half the true one, every count is off by one factor."""
+    metals = "Ni1 0 0 0\nFe1 0.625 0.625 0.625\n"
+    wrong = _spinel_cif(tmp_path, "2", metals)
+    assert wrong.model_formula_per_cell() == pytest.approx({"Ni": 16, "Fe": 8, "O": 8})
+    assert any("the atoms add up to Fe8 Ni16 O8" in w and "Fe, Ni, O differ" in w for w in wrong.warnings), \
+        wrong.warnings
+    right = _spinel_cif(tmp_path, "1", metals)
+    assert right.model_formula_per_cell() == pytest.approx({"Ni": 8, "Fe": 16, "O": 32})
+    assert not any("add up to" in w for w in right.warnings), right.warnings
+    wrong_z = _spinel_cif(tmp_path, "1", metals, z=4)
+    assert any(w.endswith("(Z 8 instead of 4?)") for w in wrong_z.warnings), wrong_z.warnings
+
+
 def test_broken_cif_syntax_names_the_line(tmp_path):
     p = tmp_path / "broken.cif"
     p.write_text("data_x\n_cell_length_a 5\nloop_\n_a\n_b\n1\n'unterminated\n")
