@@ -32,7 +32,7 @@ from aisolve.core.refine import (Figures, RefinementDiverged, RefinementResult, 
                                  set_refinement_flags)
 from aisolve.core.stages import (NO_ATOM, NOT_AN_ATOM, AtomTyper, HydrogenCounter, Phaser, PhasingResult, Progress,
                                  TypingContext, confidence_given_atom, no_progress)
-from aisolve.core.typing_baseline import BaselineTyper, asu_weights, expected_per_asu
+from aisolve.core.typing_baseline import BaselineTyper, asu_weights, expected_fraction_per_asu, expected_per_asu
 from aisolve.core.wyckoff_search import integer_counts, refined_candidates, site_probabilities
 
 UNSOLVED_R1 = 0.25  # above this after refinement the structure is reported as not solved
@@ -400,32 +400,38 @@ def _replace_doubtful_sites(xs: xray.structure, atoms: list[Atom], data: Prepare
 
 
 TRIM_TOLERANCE = 1.05  # a model cut back to the contents' count may refine this much worse and still be kept
+TRIM_SLACK = 0.01  # sites (asymmetric-unit weight) past the contents' count that are rounding
 
 
 def _trim_to_count(xs: xray.structure, atoms: list[Atom], data: PreparedData, contents: dict[str, float],
                    typer: AtomTyper, sym: crystal.symmetry, z: float | None, candidates: tuple[str, ...],
-                   n_atoms: int, cycles: int, notes: list[str]):
-    """A model built with more sites than the contents give atoms, cut back to the `n_atoms` the
-    typer believes in most, completed at that count and kept if it refines about as well.
+                   cycles: int, notes: list[str]):
+    """A model with more sites than the contents give atoms, cut back to the atoms the typer
+    believes in most, completed at that count and kept if it refines about as well.
 
     The retry with more sites is there for disorder, where the extra sites carry density; but a
     retry also phases afresh, and when that alone rescues a structure the extra sites are noise
     (simulated brucine: 44 sites for 29 atoms, the 15 extra called 'no atom' at p > 0.85; R1
-    0.097 with them, 0.098 without)."""
-    if _site_weight(xs) <= n_atoms + 0.5:
+    0.097 with them, 0.098 without). A first model keeps sites past the count too, when they
+    refine to a modest Uiso (_prune spares them)."""
+    # sites on special positions count as fractions, so the count is the contents' own (urea's
+    # asymmetric unit holds one atom: a quarter C, a quarter O, half an N)
+    n_atoms = sum(expected_fraction_per_asu(contents, sym.space_group().order_z()).values())
+    if _site_weight(xs) <= n_atoms + TRIM_SLACK:
         return xs, atoms, False
     weights = asu_weights(sym, [a.xyz for a in atoms])
     keep, total = [], 0.0
     for i in sorted(range(len(atoms)), key=lambda k: -_site_belief(atoms[k])):
-        if total + weights[i] <= n_atoms + 1e-6:
+        if total + weights[i] <= n_atoms + TRIM_SLACK:
             keep.append(i)
             total += weights[i]
     keep.sort()
     trial, trial_atoms = _difference_cycles(xs.select(flex.size_t(keep)), [atoms[i] for i in keep], data, contents,
-                                            typer, sym, z, candidates, n_atoms, cycles, _Timer(), no_progress, notes)
+                                            typer, sym, z, candidates, max(1, round(n_atoms)), cycles, _Timer(),
+                                            no_progress, notes)
     r1_now, r1_trial = _iso_r1(xs, data), _iso_r1(trial, data)
     kept = r1_trial <= TRIM_TOLERANCE * r1_now
-    notes.append(f"the model of {len(atoms)} sites cut back to the {n_atoms} atoms expected: R1 {r1_now:.3f} -> "
+    notes.append(f"the model of {len(atoms)} sites cut back to the {n_atoms:g} atoms expected: R1 {r1_now:.3f} -> "
                  f"{r1_trial:.3f} ({'kept' if kept else 'not kept'})")
     return (trial, trial_atoms, True) if kept else (xs, atoms, False)
 
@@ -729,8 +735,7 @@ def solve(structure: Structure, refl: ReflectionData, options: SolveOptions | No
         # atom count then stays wrong. One more try with more sites.
         n_more = int(math.ceil(MORE_SITES_FACTOR * n_expected))
         progress(0.05, f"not solved with {n_expected} sites (R1 {result.figures.r1:.3f}): trying {n_more}")
-        more = _solve_for_count(structure, data, options, in_use, n_more, _Timer("more_sites_"), progress,
-                                n_atoms=n_expected if in_use.contents else None)
+        more = _solve_for_count(structure, data, options, in_use, n_more, _Timer("more_sites_"), progress)
         timer.stages += more.stages
         if more.figures is not None and more.figures.r1 < MORE_SITES_MAX_R1:
             n_sites = sum(asu_weights(sym, [a.xyz for a in more.structure.non_h_atoms()]))
@@ -823,10 +828,10 @@ def _difference_cycles(xs: xray.structure, atoms: list[Atom], data: PreparedData
 
 
 def _solve_for_count(structure: Structure, data: PreparedData, options: SolveOptions, in_use, n_expected: int,
-                     timer: _Timer, progress: Progress, n_atoms: int | None = None) -> SolveResult:
+                     timer: _Timer, progress: Progress) -> SolveResult:
     """Phasing, model building, typing and refinement for `n_expected` sites in the asymmetric
-    unit; with `n_atoms` (fewer), the model is then tried cut back to that many. The result's
-    warnings are this attempt's only."""
+    unit; with cell contents, a model with more sites than they give atoms is then tried cut back
+    to their count. The result's warnings are this attempt's only."""
     sym = structure.symmetry
     contents, candidates, formula_used = in_use.contents, in_use.candidate_elements, bool(in_use.contents)
     warnings: list[str] = []
@@ -851,9 +856,9 @@ def _solve_for_count(structure: Structure, data: PreparedData, options: SolveOpt
                                       contents, typer, sym, structure.z, candidates, n_expected, phasing.notes)
         if not better:
             break
-    if n_atoms is not None and n_atoms < n_expected:
+    if formula_used:
         xs, atoms, _ = timer.run("trim_to_count", _trim_to_count, xs, atoms, data, contents, typer, sym, structure.z,
-                                 candidates, n_atoms, options.difference_cycles, phasing.notes)
+                                 candidates, options.difference_cycles, phasing.notes)
     return _finish(structure, xs, atoms, data, options, in_use, phasing, warnings, timer, progress)
 
 
