@@ -33,7 +33,7 @@ from aisolve.core.refine import (Figures, RefinementDiverged, RefinementResult, 
 from aisolve.core.stages import (NO_ATOM, NOT_AN_ATOM, AtomTyper, HydrogenCounter, Phaser, PhasingResult, Progress,
                                  TypingContext, confidence_given_atom, no_progress)
 from aisolve.core.typing_baseline import BaselineTyper, asu_weights, expected_fraction_per_asu, expected_per_asu
-from aisolve.core.wyckoff_search import integer_counts, refined_candidates, site_probabilities
+from aisolve.core.wyckoff_search import MAX_SITES, integer_counts, refined_candidates, site_probabilities
 
 UNSOLVED_R1 = 0.25  # above this after refinement the structure is reported as not solved
 VOLUME_PER_NON_H = 18.0  # A^3, for the atom count when the formula is unknown
@@ -718,7 +718,8 @@ def solve(structure: Structure, refl: ReflectionData, options: SolveOptions | No
         warnings.append(f"the data merge poorly in {sym.space_group_info()} (R_int {data.r_int:.2f}): "
                         "cell or symmetry may be wrong")
     result = _solve_for_count(structure, data, options, in_use, n_expected, timer, progress)
-    if options.wyckoff_search and in_use.contents and (result.figures is None or result.figures.r1 > WYCKOFF_TRY_R1):
+    if options.wyckoff_search and in_use.contents and (result.figures is None or result.figures.r1 > WYCKOFF_TRY_R1
+                                                       or len(result.structure.non_h_atoms()) <= MAX_SITES):
         wyckoff_timer = _Timer("wyckoff_")
         wyckoff = _solve_by_wyckoff(structure, data, options, in_use, result, wyckoff_timer, progress)
         timer.stages += wyckoff_timer.stages
@@ -763,6 +764,8 @@ def solve(structure: Structure, refl: ReflectionData, options: SolveOptions | No
 
 # Above this R1 a structure of a few atoms is searched for over Wyckoff positions too; the search
 # is kept if it refines below UNSOLVED_R1 and below WYCKOFF_GAIN times the first model's R1.
+# A model of at most MAX_SITES atoms is checked against the search whatever its R1: with so few
+# sites a wrong element pair can refine well (simulated 3R-MoSe2, Mo and Se exchanged: R1 0.045).
 WYCKOFF_TRY_R1 = 0.05
 WYCKOFF_GAIN = 0.9
 
