@@ -68,7 +68,8 @@ COUNT_TOLERANCE_SHARE = 0.05
 def contents_disagreement(structure: Structure) -> str | None:
     """A message when a model's non-H atoms (occupancy times multiplicity) do not add up to its
     cell contents, else None. COD's NiFe2O4 (5910064) gives origin-choice-1 coordinates under the
-    origin-choice-2 symbol: its atoms make Ni16 Fe8 O32 per cell, its formula Ni8 Fe16 O32."""
+    origin-choice-2 symbol: its atoms make Ni16 Fe8 O8 per cell (the O 0.17 A from an 8b site),
+    where the formula with Z 8 gives Ni8 Fe16 O32."""
     formula = _non_h(structure.cell_contents)
     atoms = _non_h(structure.model_formula_per_cell())
     if not formula or not atoms:
