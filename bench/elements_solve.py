@@ -116,7 +116,7 @@ def summary(rows: list[dict]) -> dict:
             "atom_accuracy": round(sum(x.get("right", 0) for x in res) / max(out["n_atoms"], 1), 4),
             "structures_all_right": sum(bool(x.get("all_right")) for x in res),
             "solved": sum(bool(x.get("solved")) for x in res),
-            # every atom right but a spurious site beside them: not entirely right (core.evaluate)
+            # solved models with a spurious site (matched to no atom): never entirely right (core.evaluate)
             "solved_with_extra_sites": sum(bool(x.get("extra")) for x in res),
             # typing alone: the atoms right of the structures this configuration solved
             "atom_accuracy_when_solved": round(
