@@ -329,9 +329,31 @@ def test_a_retyping_that_raises_r1_is_undone(cod_model):
     assert ev.all_correct, ev.mismatches
 
 
-def test_unlucky_charge_flipping_gets_fresh_starts(tmp_path):
-    """ZZULI2's reflections in a float32 MTZ once sent charge flipping down a wrong path (R1 0.25):
-    a poor best candidate now triggers more rounds (charge flipping afresh, then dual space)."""
+class _UnluckyPhaser:
+    """A first phasing whose map is noise, as an unlucky charge-flipping start can be (ZZULI2's
+    float32 MTZ once gave R1 0.25): it must not end the phasing."""
+    name = "unlucky"
+    falls_back_to_flipping = True
+
+    def phase(self, data, symmetry, time_budget, progress=None):
+        from cctbx.array_family import flex
+        from aisolve.core.stages import PhasingResult
+        phases = flex.double(np.random.default_rng(0).uniform(0, 2 * np.pi, data.f_obs.size()))
+        return PhasingResult(route=self.name, f_calc=data.f_obs.phase_transfer(phases))
+
+
+def test_a_poor_first_phasing_gets_fresh_starts(cod_model):
+    refl = simulate_intensities(cod_model, d_min=0.8, noise=0.02)
+    result = solve(_template(cod_model), refl, SolveOptions(phaser=_UnluckyPhaser(), hydrogens="none"))
+    assert any(n.startswith("round 2: charge flipping; the best candidate so far had quick-refinement R1")
+               for n in result.phasing.notes), result.phasing.notes
+    assert result.solved and evaluate(result.structure, cod_model).all_correct, result.phasing.notes
+
+
+def test_zzuli2_from_a_float32_mtz_is_solved(tmp_path):
+    """ZZULI2's reflections in a float32 MTZ once sent charge flipping down a wrong path (R1 0.25);
+    its Cu on an inversion centre was also typed as a whole atom per asymmetric unit in the quick
+    model that judges the maps."""
     if REAL is None or not (REAL / "olex2-gui__ZZULI2").is_dir():
         pytest.skip("shared real data absent")
     from aisolve.core.loaders import load_reflections, load_structure
@@ -344,7 +366,6 @@ def test_unlucky_charge_flipping_gets_fresh_starts(tmp_path):
     inputs = load_solve_inputs([str(tmp_path / "zz.mtz")], formula="C6 H10 N4 Cl2 Cu")
     result = solve(inputs.template, inputs.reflections, SolveOptions(hydrogens="none"))
     assert result.solved and result.figures.r1 < 0.05, result.phasing.notes
-    assert any(n.startswith("round 2: charge flipping") for n in result.phasing.notes)
 
 
 def test_a_diverging_anisotropic_refinement_is_redone_isotropically():
