@@ -18,7 +18,7 @@ from aisolve.core.refine import RefinementDiverged, RefinementResult, refine
 from aisolve.core.stages import confidence_given_atom
 
 U_LOW_FACTOR = 0.4  # below this times the median U an atom has more electrons than its element
-U_HIGH_FACTOR = 2.5  # above this times the median U, fewer
+U_HIGH_FACTOR = 2.0  # above this times the median U, fewer
 MAX_PAIRS = 12
 EXCHANGE_CYCLES = 4
 EXCHANGE_GAIN = 0.02  # relative wR2 drop an exchange must bring to be kept (as for the C/N/O swaps)

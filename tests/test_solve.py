@@ -556,3 +556,26 @@ def test_a_model_with_more_sites_is_cut_back_to_the_contents(cod_model, n_extra)
         assert not set(noise) & {sc.label for sc in out.scatterers()}
     else:
         assert not kept and out is xs and out_atoms is atoms, notes
+
+
+def test_quick_typing_counts_special_positions_as_parts_of_atoms():
+    """Two W on mirrors are one W per asymmetric unit of Pnma: both highest peaks are W (whole
+    atoms per peak once typed the second W site as S, and a right map was judged wrong)."""
+    from cctbx import crystal
+    from aisolve.core.geometry import structure_from_sites
+    from aisolve.core.pipeline import _rank_types
+    sym = crystal.symmetry((13.27, 14.02, 16.42, 90, 90, 90), "P n m a")
+    sites = [(0.32, 0.25, 0.79), (0.35, 0.25, 0.57), (0.19, 0.14, 0.79), (0.38, 0.14, 0.69), (0.22, 0.14, 0.54),
+             (0.16, 0.96, 0.75)]
+    xs = structure_from_sites(sym, sites, ["C"] * len(sites))
+    _rank_types(xs, {"W": 8, "S": 24, "C": 88, "H": 40}, sym)
+    assert [sc.scattering_type for sc in xs.scatterers()] == ["W", "W", "S", "S", "S", "C"]
+
+
+def test_dual_space_gets_the_atoms_special_positions_leave_in_p1():
+    """Li2CO3 in C2/c: 4 atoms per asymmetric unit counted whole, 3 as fractions (C and one O on
+    2-fold axes): 24 atoms in P1, not 32."""
+    from cctbx import crystal
+    from aisolve.core.pipeline import _fractional_count
+    sym = crystal.symmetry((8.36, 4.97, 6.20, 90, 114.8, 90), "C 1 2/c 1")
+    assert abs(_fractional_count(4, {"Li": 8, "C": 4, "O": 12}, sym) * 8 - 24) < 1e-9
