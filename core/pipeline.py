@@ -116,13 +116,18 @@ def expected_atom_count(structure: Structure, contents: dict[str, float]) -> int
     return max(1, int(round(structure.unit_cell.volume() / (VOLUME_PER_NON_H * order_z))))
 
 
+def contents_count(contents: dict[str, float], sym: crystal.symmetry) -> float:
+    """Non-H atoms per asymmetric unit that the contents give, atoms on special positions as the
+    fractions they are (urea's asymmetric unit holds one atom: a quarter C, a quarter O, half an N)."""
+    return sum(expected_fraction_per_asu(contents, sym.space_group().order_z()).values())
+
+
 def _fractional_count(n_sites: float, contents: dict[str, float], sym: crystal.symmetry) -> float:
     """`n_sites` (a count in whole atoms per element) scaled to what atoms on special positions
     make of it: dual space puts n x order_z atoms in P1, and simulated Li2CO3 (3 atoms per
     asymmetric unit, 4 counted whole) was phased only with the 24 P1 atoms it has, not 32."""
     whole = sum(expected_per_asu(contents, sym.space_group().order_z()).values())
-    fraction = sum(expected_fraction_per_asu(contents, sym.space_group().order_z()).values())
-    return n_sites * fraction / whole if whole else n_sites
+    return n_sites * contents_count(contents, sym) / whole if whole else n_sites
 
 
 def _electron_estimates(xs: xray.structure, fo_sq: miller.array) -> list[float]:
@@ -440,9 +445,7 @@ def _trim_to_count(xs: xray.structure, atoms: list[Atom], data: PreparedData, co
     (simulated brucine: 44 sites for 29 atoms, the 15 extra called 'no atom' at p > 0.85; R1
     0.097 with them, 0.098 without). A first model keeps sites past the count too, when they
     refine to a modest Uiso (_prune spares them)."""
-    # sites on special positions count as fractions, so the count is the contents' own (urea's
-    # asymmetric unit holds one atom: a quarter C, a quarter O, half an N)
-    n_atoms = sum(expected_fraction_per_asu(contents, sym.space_group().order_z()).values())
+    n_atoms = contents_count(contents, sym)
     if _site_weight(xs) <= n_atoms + TRIM_SLACK:
         return xs, atoms, False
     weights = asu_weights(sym, [a.xyz for a in atoms])
@@ -766,7 +769,9 @@ def solve(structure: Structure, refl: ReflectionData, options: SolveOptions | No
         timer.stages += more.stages
         if more.figures is not None and more.figures.r1 < MORE_SITES_MAX_R1:
             n_sites = sum(asu_weights(sym, [a.xyz for a in more.structure.non_h_atoms()]))
-            if n_sites > n_expected + 0.5:
+            # the rule _trim_to_count cuts by, so that a model cut back is not reported as more sites
+            limit = contents_count(in_use.contents, sym) + TRIM_SLACK if in_use.contents else n_expected + 0.5
+            if n_sites > limit:
                 more.warnings.insert(0, f"solved only with {n_more} sites in the asymmetric unit for the "
                                         f"{n_expected} non-H atoms expected (R1 {result.figures.r1:.3f} with "
                                         f"{n_expected}): disorder (e.g. a molecule across a symmetry element in two "
