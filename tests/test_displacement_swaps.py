@@ -14,7 +14,7 @@ DATA = Path(__file__).parent / "data"
 
 
 def _refined(model, swap: tuple[int, int] | None):
-    """o-iodotoluene's heavy atoms refined against its simulated data, two elements exchanged first."""
+    """The model's non-H atoms refined against its simulated data, two of their elements exchanged first."""
     refl = simulate_intensities(model, d_min=0.8, noise=0.02)
     data = prepare(refl, model.symmetry, model.cell_contents, None)
     xs = model.to_xray(include_hydrogens=False)
