@@ -39,12 +39,21 @@ def exchange_pairs(xs: xray.structure) -> list[tuple[int, int]]:
     return pairs[:MAX_PAIRS]
 
 
-def _exchanged(xs: xray.structure, i: int, j: int) -> xray.structure:
+def exchanged(xs: xray.structure, i: int, j: int) -> xray.structure:
+    """A copy of xs with the elements of atoms i and j exchanged."""
     out = xs.deep_copy_scatterers()
     a, b = out.scatterers()[i], out.scatterers()[j]
     a.scattering_type, b.scattering_type = b.scattering_type, a.scattering_type
     out.discard_scattering_type_registry()
     return out
+
+
+def follow_exchange(atoms: list[Atom], xs: xray.structure, i: int, j: int) -> None:
+    """Atoms i and j take their elements from the exchanged model xs, their confidence recomputed."""
+    for k in (i, j):
+        atoms[k].element = xs.scatterers()[k].scattering_type
+        if atoms[k].element_probabilities:
+            atoms[k].confidence = confidence_given_atom(atoms[k].element_probabilities, atoms[k].element)
 
 
 def exchange_by_displacement(xs: xray.structure, result: RefinementResult, atoms: list[Atom],
@@ -54,7 +63,7 @@ def exchange_by_displacement(xs: xray.structure, result: RefinementResult, atoms
     while True:
         best = None
         for i, j in exchange_pairs(xs):
-            trial = _exchanged(xs, i, j)
+            trial = exchanged(xs, i, j)
             try:
                 refined = refine(trial, fo_sq, EXCHANGE_CYCLES)
             except RefinementDiverged:
@@ -64,10 +73,7 @@ def exchange_by_displacement(xs: xray.structure, result: RefinementResult, atoms
         if best is None or best[0].figures.wr2 > (1 - EXCHANGE_GAIN) * result.figures.wr2:
             return xs, result
         refined, xs, i, j = best
-        for k in (i, j):
-            atoms[k].element = xs.scatterers()[k].scattering_type
-            if atoms[k].element_probabilities:
-                atoms[k].confidence = confidence_given_atom(atoms[k].element_probabilities, atoms[k].element)
+        follow_exchange(atoms, xs, i, j)
         notes.append(f"elements of atoms {i + 1} and {j + 1} exchanged ({atoms[j].element}/{atoms[i].element} -> "
                      f"{atoms[i].element}/{atoms[j].element}) as their displacement parameters asked: wR2 "
                      f"{result.figures.wr2:.4f} -> {refined.figures.wr2:.4f}")

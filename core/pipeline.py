@@ -19,7 +19,7 @@ from smtbx.refinement.constraints.geometrical import all as geometrical
 
 from aisolve.core.contents import contents_in_use
 from aisolve.core.data_prep import PreparedData, prepare
-from aisolve.core.displacement_swaps import exchange_by_displacement
+from aisolve.core.displacement_swaps import exchange_by_displacement, exchanged, follow_exchange
 from aisolve.core.dual_space import DualSpacePhaser
 from aisolve.core.elements import ATOMIC_NUMBER
 from aisolve.core.errors import InputError
@@ -434,6 +434,12 @@ TRIM_TOLERANCE = 1.05  # a model cut back to the contents' count may refine this
 TRIM_SLACK = 0.01  # sites (asymmetric-unit weight) past the contents' count that are rounding
 
 
+def _more_sites_than_contents(site_weight: float, contents: dict[str, float], sym: crystal.symmetry) -> bool:
+    """Whether sites of this asymmetric-unit weight are more than the contents give atoms: the rule
+    the cut-back cuts by and the 'solved only with more sites' warning reports by."""
+    return site_weight > contents_count(contents, sym) + TRIM_SLACK
+
+
 def _trim_to_count(xs: xray.structure, atoms: list[Atom], data: PreparedData, contents: dict[str, float],
                    typer: AtomTyper, sym: crystal.symmetry, z: float | None, candidates: tuple[str, ...],
                    cycles: int, notes: list[str]):
@@ -446,7 +452,7 @@ def _trim_to_count(xs: xray.structure, atoms: list[Atom], data: PreparedData, co
     0.097 with them, 0.098 without). A first model keeps sites past the count too, when they
     refine to a modest Uiso (_prune spares them)."""
     n_atoms = contents_count(contents, sym)
-    if _site_weight(xs) <= n_atoms + TRIM_SLACK:
+    if not _more_sites_than_contents(_site_weight(xs), contents, sym):
         return xs, atoms, False
     weights = asu_weights(sym, [a.xyz for a in atoms])
     keep, total = [], 0.0
@@ -603,13 +609,6 @@ def _swap_elements(heavy_xs, atoms: list[Atom], data: PreparedData, structure: S
         groups = place_hydrogens(quick, structure.temperature, density)
         return _refine_with_hydrogens(quick, groups, low, aniso, _Timer(), [], cycles=SWAP_CYCLES[1])[1].figures.wr2
 
-    def swapped(xs, i, j):
-        out = xs.deep_copy_scatterers()
-        a, b = out.scatterers()[i], out.scatterers()[j]
-        a.scattering_type, b.scattering_type = b.scattering_type, a.scattering_type
-        out.discard_scattering_type_registry()
-        return out
-
     current = wr2(heavy_xs)
     for _round in range(2):
         by_element: dict[str, list[int]] = {}
@@ -622,15 +621,12 @@ def _swap_elements(heavy_xs, atoms: list[Atom], data: PreparedData, structure: S
             pairs = _swap_pairs(by_element, SWAP_CANDIDATES)
         if not pairs:
             break
-        scored = [(wr2(swapped(heavy_xs, i, j)), i, j) for i, j in pairs]
+        scored = [(wr2(exchanged(heavy_xs, i, j)), i, j) for i, j in pairs]
         best, i, j = min(scored)
         if best > (1 - SWAP_GAIN) * current:
             break
-        heavy_xs = swapped(heavy_xs, i, j)
-        for k in (i, j):
-            atoms[k].element = heavy_xs.scatterers()[k].scattering_type
-            if atoms[k].element_probabilities:
-                atoms[k].confidence = confidence_given_atom(atoms[k].element_probabilities, atoms[k].element)
+        heavy_xs = exchanged(heavy_xs, i, j)
+        follow_exchange(atoms, heavy_xs, i, j)
         notes.append(f"element swap of atoms {i + 1} and {j + 1} ({atoms[j].element}/{atoms[i].element} -> "
                      f"{atoms[i].element}/{atoms[j].element}): wR2 with riding H {current:.4f} -> {best:.4f}")
         current = best
@@ -769,9 +765,8 @@ def solve(structure: Structure, refl: ReflectionData, options: SolveOptions | No
         timer.stages += more.stages
         if more.figures is not None and more.figures.r1 < MORE_SITES_MAX_R1:
             n_sites = sum(asu_weights(sym, [a.xyz for a in more.structure.non_h_atoms()]))
-            # the rule _trim_to_count cuts by, so that a model cut back is not reported as more sites
-            limit = contents_count(in_use.contents, sym) + TRIM_SLACK if in_use.contents else n_expected + 0.5
-            if n_sites > limit:
+            if (_more_sites_than_contents(n_sites, in_use.contents, sym) if in_use.contents
+                    else n_sites > n_expected + 0.5):
                 more.warnings.insert(0, f"solved only with {n_more} sites in the asymmetric unit for the "
                                         f"{n_expected} non-H atoms expected (R1 {result.figures.r1:.3f} with "
                                         f"{n_expected}): disorder (e.g. a molecule across a symmetry element in two "
