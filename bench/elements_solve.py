@@ -11,6 +11,13 @@ molecules) are measured anew (d_min 0.7-1.0 A, noise, random ADPs, H included) a
 cell, symmetry, contents and reflections alone; the solution is matched onto the structure
 (core.evaluate). An unsolved structure counts its atoms as not right; 'when solved' counts only the
 structures a configuration solved (typing apart from phasing).
+
+Contents: the data are simulated from a CIF's atoms, so the solver is told the contents of those
+atoms where the CIF's formula and Z contradict them (core.contents.contents_disagreement: a Z off
+by a factor, origin-choice-1 coordinates under an origin-choice-2 symbol, a formula for a mixed-
+site model). A user's formula describes the crystal they measured; these formulas describe another.
+`--contents formula` hands the solver the CIF's formula whatever its atoms say (the definition of
+the runs before the sixteenth session); rows and the report say which structures were affected.
 """
 from __future__ import annotations
 
@@ -35,9 +42,10 @@ def config_key(typer: str, with_formula: bool) -> str:
 
 def measure(args) -> dict:
     """One structure: simulated data, then a solve per configuration, each scored on the structure."""
-    st, meta, seed, phasing_time, typers = args
+    st, meta, seed, phasing_time, typers, contents = args
     import copy
 
+    from aisolve.core.contents import contents_disagreement
     from aisolve.core.evaluate import _required, evaluate
     from aisolve.core.pipeline import SolveOptions, solve
     from aisolve.models.data.simulate import SimConfig, simulate
@@ -49,11 +57,16 @@ def measure(args) -> dict:
         return {"error": f"{type(exc).__name__}: {exc}", "origin": meta["origin"]}
     row = {"origin": meta["origin"], "source": meta["source"], "d_min": exp.d_min, "n": len(_required(st)),
            "results": {}}
+    disagreement = contents_disagreement(st)
+    if disagreement:
+        row["contents_disagreement"] = disagreement
+    told = st.model_formula_per_cell() if disagreement and contents == "atoms" else st.cell_contents
+    row["contents_from"] = "atoms" if told is not st.cell_contents else "formula"
     for typer, with_formula in CONFIGS:
         if typer not in typers:
             continue
         template = copy.deepcopy(st)
-        template.atoms, template.peaks = [], []
+        template.atoms, template.peaks, template.cell_contents = [], [], dict(told)
         options = SolveOptions(typer=NetworkTyper() if typer == "network" else None, hydrogens="none",
                                use_formula=with_formula, phasing_time=phasing_time, seed=seed % 1000)
         t = time.perf_counter()
@@ -106,7 +119,9 @@ def summary(rows: list[dict]) -> dict:
     out = {"n_structures": len(good), "n_atoms": sum(r["n"] for r in good),
            "sources": dict(Counter(r["source"] for r in good)),
            "median_d_min": round(statistics.median(r["d_min"] for r in good), 2) if good else None,
-           "simulation_errors": sum("error" in r for r in rows), "configs": {}}
+           "simulation_errors": sum("error" in r for r in rows),
+           "contents_disagree": sorted(r["origin"] for r in good if r.get("contents_disagreement")),
+           "contents_from_atoms": sum(r.get("contents_from") == "atoms" for r in good), "configs": {}}
     for typer, with_formula in CONFIGS:
         key = config_key(typer, with_formula)
         res = [r["results"].get(key, {}) for r in good]
@@ -141,13 +156,18 @@ def main(argv=None) -> int:
     p.add_argument("--limit", type=int, help="at most this many structures in all")
     p.add_argument("--typers", nargs="+", default=["network", "baseline"], choices=["network", "baseline"])
     p.add_argument("--max-atoms", type=int, default=60, help="skip structures with more non-H atoms")
+    p.add_argument("--contents", choices=["atoms", "formula"], default="atoms",
+                   help="where a CIF's formula contradicts its atoms, tell the solver the atoms' contents "
+                        "(default) or the formula's")
+    p.add_argument("--only", nargs="+", metavar="ORIGIN", help="only the structures of these origins")
     p.add_argument("--json")
     a = p.parse_args(argv)
     t0 = time.monotonic()
-    jobs = [(st, meta, seed, a.phasing_time, a.typers)
+    jobs = [(st, meta, seed, a.phasing_time, a.typers, a.contents)
             for st, meta, seed in islice(split_structures(a.cif_dir, a.split, a.seed, a.smiles, a.cifs,
                                                           keep=lambda st: len(st.non_h_atoms()) <= a.max_atoms),
-                                         a.limit)]
+                                         a.limit)
+            if not a.only or meta["origin"] in a.only]
     with mp.get_context("spawn").Pool(a.jobs) as pool:
         rows = list(pool.imap_unordered(measure, jobs))
     report = summary(rows)

@@ -33,7 +33,7 @@ from aisolve.core.refine import (Figures, RefinementDiverged, RefinementResult, 
                                  set_refinement_flags)
 from aisolve.core.stages import (NO_ATOM, NOT_AN_ATOM, AtomTyper, HydrogenCounter, Phaser, PhasingResult, Progress,
                                  TypingContext, confidence_given_atom, no_progress)
-from aisolve.core.typing_baseline import BaselineTyper, asu_weights, expected_fraction_per_asu, expected_per_asu
+from aisolve.core.typing_baseline import BaselineTyper, asu_weights, expected_fraction_per_asu, expected_site_count
 from aisolve.core.wyckoff_search import MAX_SITES, integer_counts, refined_candidates, site_probabilities
 
 UNSOLVED_R1 = 0.25  # above this after refinement the structure is reported as not solved
@@ -110,9 +110,8 @@ def check_inputs(structure: Structure, refl: ReflectionData) -> list[str]:
 def expected_atom_count(structure: Structure, contents: dict[str, float]) -> int:
     """Non-H atoms in the asymmetric unit: from the contents in use, else from the cell volume."""
     order_z = structure.space_group.order_z()
-    counts = expected_per_asu(contents, order_z)
-    if counts:
-        return sum(counts.values())
+    if expected_fraction_per_asu(contents, order_z):
+        return expected_site_count(contents, order_z)
     return max(1, int(round(structure.unit_cell.volume() / (VOLUME_PER_NON_H * order_z))))
 
 
@@ -123,10 +122,10 @@ def contents_count(contents: dict[str, float], sym: crystal.symmetry) -> float:
 
 
 def _fractional_count(n_sites: float, contents: dict[str, float], sym: crystal.symmetry) -> float:
-    """`n_sites` (a count in whole atoms per element) scaled to what atoms on special positions
+    """`n_sites` (a count in whole sites, expected_site_count) scaled to what atoms on special positions
     make of it: dual space puts n x order_z atoms in P1, and simulated Li2CO3 (3 atoms per
     asymmetric unit, 4 counted whole) was phased only with the 24 P1 atoms it has, not 32."""
-    whole = sum(expected_per_asu(contents, sym.space_group().order_z()).values())
+    whole = expected_site_count(contents, sym.space_group().order_z())
     return n_sites * contents_count(contents, sym) / whole if whole else n_sites
 
 
@@ -401,9 +400,13 @@ DOUBTFUL_ROUNDS = 3  # a refilled model's typing can doubt other sites
 
 def _replace_doubtful_sites(xs: xray.structure, atoms: list[Atom], data: PreparedData, contents: dict[str, float],
                             typer: AtomTyper, sym: crystal.symmetry, z: float | None,
-                            candidates: tuple[str, ...], n_expected: int, notes: list[str]):
+                            candidates: tuple[str, ...], n_expected: int, notes: list[str],
+                            r1_now: float | None = None):
     """A second look at light atoms the typer doubts: removed, the model refined without them and
     refilled from its difference maps; kept only if that refines better.
+
+    Returns the model, its atoms, whether it changed, and its isotropic R1 (`r1_now`, xs's when
+    known, or None when nothing was tried), which the next look and the cut-back need not redo.
 
     The cell contents' counts make the typer give every site an element, so a ghost peak (a
     ripple of a Br) can hold the place of a missing light atom; the difference map adds nothing
@@ -412,8 +415,8 @@ def _replace_doubtful_sites(xs: xray.structure, atoms: list[Atom], data: Prepare
                 if (a.element_probabilities or {}).get(NO_ATOM, 0.0) >= DOUBTFUL_NO_ATOM_P
                 and ATOMIC_NUMBER.get(a.element, 0) <= DOUBTFUL_MAX_Z]
     if not doubtful or len(doubtful) == len(atoms):
-        return xs, atoms, False
-    r1_now = _iso_r1(xs, data)
+        return xs, atoms, False, r1_now
+    r1_now = _iso_r1(xs, data) if r1_now is None else r1_now
     keep = flex.size_t(sorted(set(range(len(atoms))) - set(doubtful)))
     trial, trial_atoms = xs.select(keep), [atoms[i] for i in keep]
     for _ in range(2):
@@ -427,7 +430,7 @@ def _replace_doubtful_sites(xs: xray.structure, atoms: list[Atom], data: Prepare
     verdict = "kept" if r1_trial < DOUBTFUL_GAIN * r1_now else "not kept"
     notes.append(f"{len(doubtful)} doubtful light atoms removed and the model refilled from difference maps: "
                  f"R1 {r1_now:.3f} -> {r1_trial:.3f} ({verdict})")
-    return (trial, trial_atoms, True) if verdict == "kept" else (xs, atoms, False)
+    return (trial, trial_atoms, True, r1_trial) if verdict == "kept" else (xs, atoms, False, r1_now)
 
 
 TRIM_TOLERANCE = 1.05  # a model cut back to the contents' count may refine this much worse and still be kept
@@ -442,9 +445,10 @@ def _more_sites_than_contents(site_weight: float, contents: dict[str, float], sy
 
 def _trim_to_count(xs: xray.structure, atoms: list[Atom], data: PreparedData, contents: dict[str, float],
                    typer: AtomTyper, sym: crystal.symmetry, z: float | None, candidates: tuple[str, ...],
-                   cycles: int, notes: list[str]):
+                   cycles: int, notes: list[str], r1_now: float | None = None):
     """A model with more sites than the contents give atoms, cut back to the atoms the typer
-    believes in most, completed at that count and kept if it refines about as well.
+    believes in most, completed at that count and kept if it refines about as well (`r1_now`: xs's
+    isotropic R1 when already known).
 
     The retry with more sites is there for disorder, where the extra sites carry density; but a
     retry also phases afresh, and when that alone rescues a structure the extra sites are noise
@@ -464,7 +468,8 @@ def _trim_to_count(xs: xray.structure, atoms: list[Atom], data: PreparedData, co
     trial, trial_atoms = _difference_cycles(xs.select(flex.size_t(keep)), [atoms[i] for i in keep], data, contents,
                                             typer, sym, z, candidates, max(1, round(n_atoms)), cycles, _Timer(),
                                             no_progress, notes)
-    r1_now, r1_trial = _iso_r1(xs, data), _iso_r1(trial, data)
+    r1_now = _iso_r1(xs, data) if r1_now is None else r1_now
+    r1_trial = _iso_r1(trial, data)
     kept = r1_trial <= TRIM_TOLERANCE * r1_now
     notes.append(f"the model of {len(atoms)} sites cut back to the {n_atoms:g} atoms expected: R1 {r1_now:.3f} -> "
                  f"{r1_trial:.3f} ({'kept' if kept else 'not kept'})")
@@ -734,6 +739,8 @@ def solve(structure: Structure, refl: ReflectionData, options: SolveOptions | No
     n_expected = expected_atom_count(structure, in_use.contents)
     if in_use.problem:
         warnings.append(f"{in_use.problem} (about {n_expected} non-H atoms expected from the cell volume)")
+    elif in_use.minor_note:
+        warnings.append(in_use.minor_note)
     elif not in_use.contents:
         warnings.append("no cell contents: elements come from electron counts and chemistry alone "
                         f"(about {n_expected} non-H atoms expected from the cell volume)")
@@ -880,14 +887,16 @@ def _solve_for_count(structure: Structure, data: PreparedData, options: SolveOpt
                           structure.z, candidates)
     xs, atoms = _difference_cycles(xs, atoms, data, contents, typer, sym, structure.z, candidates, n_expected,
                                    options.difference_cycles, timer, progress, phasing.notes)
+    iso_r1 = None  # the isotropic R1 of xs once a look has refined it
     for round_ in range(DOUBTFUL_ROUNDS):
-        xs, atoms, better = timer.run(f"doubtful_sites_{round_ + 1}", _replace_doubtful_sites, xs, atoms, data,
-                                      contents, typer, sym, structure.z, candidates, n_expected, phasing.notes)
+        xs, atoms, better, iso_r1 = timer.run(f"doubtful_sites_{round_ + 1}", _replace_doubtful_sites, xs, atoms,
+                                              data, contents, typer, sym, structure.z, candidates, n_expected,
+                                              phasing.notes, iso_r1)
         if not better:
             break
     if formula_used:
         xs, atoms, _ = timer.run("trim_to_count", _trim_to_count, xs, atoms, data, contents, typer, sym, structure.z,
-                                 candidates, options.difference_cycles, phasing.notes)
+                                 candidates, options.difference_cycles, phasing.notes, iso_r1)
     return _finish(structure, xs, atoms, data, options, in_use, phasing, warnings, timer, progress)
 
 

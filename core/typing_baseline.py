@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from aisolve.core.contents import MIXED_SITE_TOLERANCE, site_sharing
 from aisolve.core.elements import ATOMIC_NUMBER
 from aisolve.core.geometry import contacts, covalent_radius, structure_from_sites
 from aisolve.core.model import Atom
@@ -29,6 +30,20 @@ RARE_PRIOR = 0.0005  # any other element
 def expected_per_asu(contents: dict[str, float], order_z: int) -> dict[str, int]:
     """Whole atoms per asymmetric unit, for counting how many atoms to look for."""
     return {el: max(1, int(round(n))) for el, n in expected_fraction_per_asu(contents, order_z).items()}
+
+
+def expected_site_count(contents: dict[str, float], order_z: int) -> int:
+    """Sites of non-H atoms per asymmetric unit, for how many atoms to look for: whole atoms per
+    element (expected_per_asu), except that elements with fractional counts per cell share their
+    sites and are counted together. Columbite (Fe,Mn)(Nb,Ta)2O6 in Pbcn (9003733: Fe3.16 Mn0.84
+    Nb7.60 Ta0.40 O24 per cell) has two metal sites, not one per metal: 5 sites where the
+    per-element count said 7."""
+    fractions = expected_fraction_per_asu(contents, order_z)
+    shared = site_sharing(contents)
+    whole = sum(expected_per_asu({el: n for el, n in contents.items() if el not in shared}, order_z).values())
+    if not shared:
+        return whole
+    return whole + max(1, math.ceil(sum(fractions[el] for el in shared) - MIXED_SITE_TOLERANCE))
 
 
 def asu_weights(symmetry, sites) -> list[float]:

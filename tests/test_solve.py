@@ -277,13 +277,14 @@ def test_doubtful_light_atoms_give_way_to_the_missing_ones(cod_model):
     data = prepare(simulate_intensities(cod_model, d_min=0.8, noise=0.02), cod_model.symmetry,
                    cod_model.cell_contents)
 
-    def replace(xs, atoms, notes):
+    def replace(xs, atoms, notes, r1_now=None):
         return _replace_doubtful_sites(xs, atoms, data, cod_model.cell_contents, BaselineTyper(), cod_model.symmetry,
-                                       cod_model.z, (), 11, notes)
+                                       cod_model.z, (), 11, notes, r1_now)
 
     notes: list[str] = []
-    fixed, fixed_atoms, better = replace(*_doubtful_case(cod_model, ("C(3)", "C(6)"), 2), notes)
+    fixed, fixed_atoms, better, r1 = replace(*_doubtful_case(cod_model, ("C(3)", "C(6)"), 2), notes)
     assert better and "R1" in notes[0] and "(kept)" in notes[0], notes
+    assert f"-> {r1:.3f} (kept)" in notes[0]  # the R1 handed on is the refilled model's
     model = copy.deepcopy(cod_model)
     model.atoms = fixed_atoms
     for a, sc in zip(fixed_atoms, fixed.scatterers()):
@@ -292,11 +293,16 @@ def test_doubtful_light_atoms_give_way_to_the_missing_ones(cod_model):
     assert ev.all_correct and ev.n_extra == 0, ev.mismatches
 
     xs, atoms = _doubtful_case(cod_model, (), 0)
-    assert replace(xs, atoms, [])[2] is False  # nothing doubted: nothing tried
+    assert replace(xs, atoms, [])[2:] == (False, None)  # nothing doubted: nothing tried, nothing refined
     atoms[4].element_probabilities = {NO_ATOM: 0.9, atoms[4].element: 0.1}
     notes.clear()
-    same, same_atoms, better = replace(xs, atoms, notes)
+    same, same_atoms, better, r1 = replace(xs, atoms, notes)
     assert not better and same is xs and same_atoms is atoms and "(not kept)" in notes[0], notes
+    assert notes[0].startswith(f"1 doubtful light atoms removed and the model refilled from difference maps: "
+                               f"R1 {r1:.3f} ->"), notes  # the unchanged model's own R1 is handed on
+    notes.clear()
+    replace(xs, atoms, notes, r1_now=0.5)  # a known R1 is used, not refined again
+    assert "R1 0.500 ->" in notes[0], notes
 
 
 class _RetypingGoesWrong:
@@ -556,6 +562,9 @@ def test_a_model_with_more_sites_is_cut_back_to_the_contents(cod_model, n_extra)
         assert not set(noise) & {sc.label for sc in out.scatterers()}
     else:
         assert not kept and out is xs and out_atoms is atoms, notes
+        _trim_to_count(xs, atoms, data, contents, BaselineTyper(), cod_model.symmetry, cod_model.z, (), 3, notes,
+                       r1_now=0.5)  # an R1 already known (the doubtful-site look's) is not refined again
+        assert "R1 0.500 ->" in notes[-1], notes
 
 
 def test_quick_typing_counts_special_positions_as_parts_of_atoms():
