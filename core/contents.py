@@ -86,8 +86,10 @@ def majority_contents(contents: dict[str, float], space_group: sgtbx.space_group
 
     A model has one element per site and is matched on each site's main occupant. Columbite
     (Fe,Mn)(Nb,Ta)2O6 in Pbcn (cod 9003733: Fe3.16 Mn0.84 Nb7.60 Ta0.40 O24 per cell): no
-    site can hold a majority of Mn or Ta, yet the typer put Ta on the Fe site (simulated: 1 to 3
-    of 5 atoms right); counted as Fe and Nb, all 5 are."""
+    site can hold a majority of Mn or Ta, yet both typers put Nb on the Fe site and Ta on the Nb
+    site; counted as Fe and Nb, all 5 atoms are right (tests/test_contents.py). The assumption:
+    fractional counts are shares of common sites; two unrelated partly occupied species (a
+    water and a chloride) would be pooled too."""
     shared = site_sharing(contents)
     if len(shared) < 2:
         return contents, []
