@@ -60,8 +60,9 @@ def measure(args) -> dict:
     disagreement = contents_disagreement(st)
     if disagreement:
         row["contents_disagreement"] = disagreement
-    told = st.model_formula_per_cell() if disagreement and contents == "atoms" else st.cell_contents
-    row["contents_from"] = "atoms" if told is not st.cell_contents else "formula"
+    from_atoms = bool(disagreement) and contents == "atoms"
+    told = st.model_formula_per_cell() if from_atoms else st.cell_contents
+    row["contents_from"] = "atoms" if from_atoms else "formula"
     for typer, with_formula in CONFIGS:
         if typer not in typers:
             continue

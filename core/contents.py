@@ -63,7 +63,7 @@ def contents_in_use(structure: Structure, use_formula: bool) -> ContentsInUse:
     contents, minor = majority_contents(structure.cell_contents, structure.space_group)
     if not minor:
         return ContentsInUse(structure.cell_contents)
-    hosts = sorted(el for el in contents if el in site_sharing(structure.cell_contents))
+    hosts = sorted(set(site_sharing(structure.cell_contents)) - set(minor))
     note = (f"site-sharing {', '.join(minor)} (fractional counts per cell) too scarce to be the main occupant "
             f"of any site: counted and typed as {', '.join(hosts)}; a mixed-site model is left to you (EXYZ/EADP)")
     return ContentsInUse(contents, minor_note=note)
