@@ -31,6 +31,7 @@ from itertools import islice
 import numpy as np
 
 import aisolve.core  # noqa: F401  (cctbx first)
+from aisolve.server.threads import share_cores_with_children
 from simulated import finish, split_structures
 
 CONFIGS = [("network", True), ("baseline", True), ("network", False), ("baseline", False)]
@@ -169,6 +170,7 @@ def main(argv=None) -> int:
                                                           keep=lambda st: len(st.non_h_atoms()) <= a.max_atoms),
                                          a.limit)
             if not a.only or meta["origin"] in a.only]
+    share_cores_with_children(a.jobs)
     with mp.get_context("spawn").Pool(a.jobs) as pool:
         rows = list(pool.imap_unordered(measure, jobs))
     report = summary(rows)

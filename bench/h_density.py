@@ -21,6 +21,7 @@ from collections import Counter
 import numpy as np
 
 import aisolve.core  # noqa: F401  (cctbx first)
+from aisolve.server.threads import share_cores_with_children
 from simulated import finish, split_structures
 
 
@@ -86,6 +87,7 @@ def main(argv=None) -> int:
     with_h = lambda st: any(a.element in ("H", "D") for a in st.atoms)  # noqa: E731
     jobs = [(st, meta, seed, a.weights)
             for st, meta, seed in split_structures(a.cif_dir, a.split, a.seed, a.smiles, keep=with_h)]
+    share_cores_with_children(a.jobs)
     with mp.get_context("spawn").Pool(a.jobs) as pool:
         rows = [r for r in pool.imap(measure, jobs, chunksize=4) if r is not None]
     good = [r for r in rows if "error" not in r]

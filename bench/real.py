@@ -19,6 +19,8 @@ import time
 import traceback
 from pathlib import Path
 
+from aisolve.server.threads import share_cores_with_children
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_REAL = REPO.parent / "shared" / "data" / "real"
 
@@ -161,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         (f" --entries {' '.join(args.entries)}" if args.entries else "")
     t0 = time.monotonic()
     rows: list[dict] = []
+    share_cores_with_children(args.jobs)
     ctx = mp.get_context("spawn")
     with ctx.Pool(args.jobs, maxtasksperchild=1) as pool:
         pending = {e: pool.apply_async(run_entry, ((e, args.real, not args.no_formula, args.typer, args.hydrogens,

@@ -61,7 +61,7 @@ class DualSpacePhaser:
     name = "dual_space"
 
     def __init__(self, n_atoms: int, seed: int = 0, cycles: int = 60, keep_fraction: float = 0.7,
-                 strong_fraction: float = 0.4, max_trials: int = 200, n_candidates: int = 4,
+                 strong_fraction: float = 0.4, max_trials: int = 200, n_candidates: int = 8,
                  min_trials: int = 8):
         self.n_atoms = n_atoms  # non-H atoms in the asymmetric unit
         self.seed = seed
@@ -69,6 +69,10 @@ class DualSpacePhaser:
         self.keep_fraction = keep_fraction  # of the peaks, in every cycle but the last few
         self.strong_fraction = strong_fraction  # of the P1 reflections (largest |E|) that phase
         self.max_trials = max_trials
+        # the best trials by CC handed on to the quick-refinement choice: where no solution stands
+        # out, the CCs of right and wrong trials are within noise (simulated Pna2_1 dichloro-
+        # phenyl glycidyl ether: all trials 0.68-0.73, the right one 8th at 0.72, its quick
+        # refinement R1 0.30 against 0.38 and more)
         self.n_candidates = n_candidates
         self.min_trials = min_trials  # before the search may stop on a repeated solution
 

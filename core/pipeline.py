@@ -223,7 +223,7 @@ def _heavy_start(xs: xray.structure, contents: dict[str, float], sym: crystal.sy
     return typed
 
 
-MAX_CANDIDATES = 4
+MAX_CANDIDATES = 8  # maps a phaser hands on that get a quick model and refinement (dual space: 8)
 
 
 def _best_candidate(phasing: PhasingResult, data: PreparedData, sym: crystal.symmetry,

@@ -4,9 +4,18 @@ the exported graph cannot take (a graph without any edge).
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
+
+
+def configured_threads() -> int | None:
+    """The thread count OMP_NUM_THREADS asks for (torch and BLAS read it themselves, ONNX Runtime
+    does not; aisolve.server.threads sets it for processes sharing the cores); None when unset
+    or not a positive whole number."""
+    value = os.environ.get("OMP_NUM_THREADS", "").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else None
 
 
 def onnx_session(path: Path, device: str):
@@ -17,6 +26,9 @@ def onnx_session(path: Path, device: str):
         providers.insert(0, "CUDAExecutionProvider")
     opts = ort.SessionOptions()
     opts.log_severity_level = 4  # fatal only: a handled fallback (see logits) must not print errors
+    threads = configured_threads()
+    if threads is not None:
+        opts.intra_op_num_threads = threads
     return ort.InferenceSession(str(path), sess_options=opts, providers=providers)
 
 

@@ -331,7 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
     se = sub.add_parser("serve", help="run the inference server (ZeroMQ) for plugins and lab clients")
     se.add_argument("--bind", default="tcp://127.0.0.1:5555", help="front end for clients (default: localhost only)")
     se.add_argument("--backend", help="back end for workers (default: the next port)")
-    se.add_argument("--workers", type=int, default=1, help="local worker processes")
+    se.add_argument("--workers", type=int, default=1,
+                    help="local worker processes (each runs cores / workers threads)")
     se.add_argument("--max-queue", type=int, default=64)
     se.add_argument("--job-timeout", type=float, default=900.0, help="seconds a job may run")
     se.add_argument("--max-message-mb", type=float, default=64.0)

@@ -14,6 +14,7 @@ from typing import Callable
 
 import aisolve.core  # noqa: F401  (cctbx first)
 from aisolve.core.errors import InputError
+from aisolve.models.inference import configured_threads
 
 Progress = Callable[[float, str], None]
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,120}$")
@@ -40,6 +41,7 @@ class Engine:
         return {"typer": self.typer.name, "models": _model_versions(),
                 "element_network": None if backend is None else {"backend": backend.name,
                                                                  "providers": list(backend.providers)},
+                "threads": configured_threads(),  # OMP_NUM_THREADS: a local worker's share of the cores
                 "device": "cuda" if backend is not None and any("CUDA" in p or p == "cuda"
                                                                 for p in backend.providers) else "cpu"}
 

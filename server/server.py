@@ -22,6 +22,7 @@ from pathlib import Path
 import zmq
 
 from aisolve.server import protocol
+from aisolve.server.threads import shared_thread_env
 
 HEARTBEAT_LIMIT = 10.0  # s of silence after which a remote worker counts as lost
 RESULT_KEEP = 600.0  # s a finished result stays available to retries
@@ -131,7 +132,8 @@ class Server:
                 "--key-name", "server"] if self.secure_backend else []
         proc = subprocess.Popen([sys.executable, "-m", "aisolve.server.worker", "--connect", self.cfg.backend,
                                  "--typer", self.cfg.typer, "--id", wid] + keys,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                env=shared_thread_env(self.cfg.workers))  # the cores shared, not each taken
         self.workers[wid] = Worker(wid, proc)
 
     # -- sending ------------------------------------------------------------------------------

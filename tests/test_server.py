@@ -19,6 +19,7 @@ from aisolve.models.neural_phaser import weights_present as neural_weights_prese
 from aisolve.server import protocol
 from aisolve.server.client import Client, ServerError, ServerUnavailable
 from aisolve.server.server import Server, ServerConfig
+from aisolve.server.threads import THREAD_VARIABLES, thread_share
 from conftest import EXAMPLE, REPO
 
 SUCROSE = {"sucrose.ins": (EXAMPLE / "sucrose.ins").read_bytes(), "sucrose.hkl": (EXAMPLE / "sucrose.hkl").read_bytes()}
@@ -125,6 +126,20 @@ def test_ping_and_status(server):
         assert c.ping()["pong"] is True
         st = c.status()
     assert st["protocol"] == protocol.PROTOCOL_VERSION and st["workers"][0]["device"] == "cpu"
+
+
+def test_local_workers_share_the_cores(monkeypatch):
+    """Two workers on the machine run one share of the threads each, not all the cores each."""
+    for name in THREAD_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    s = RunningServer(5725, workers=2)
+    try:
+        s.wait_for_workers(2)
+        with Client(s.url) as c:
+            workers = c.status()["workers"]
+    finally:
+        s.stop()
+    assert [w["threads"] for w in workers] == [thread_share(2)] * 2
 
 
 def test_garbage_wrong_version_and_unknown_method_get_clean_errors(server):
